@@ -1,0 +1,110 @@
+#include "autograd/ops/matmul.h"
+
+#include "autograd/dispatch.h"
+#include "autograd/ops/elementwise.h"
+#include "autograd/ops/reduce.h"
+#include "autograd/tape.h"
+#include "cpu/matmul.h"
+#include "cuda/matmul.h"
+
+namespace gl {
+
+Tensor matmul_tensor(const Tensor& a_in, const Tensor& b_in, bool trans_a, bool trans_b) {
+  check_same("matmul", a_in, b_in, "b");
+  GL_CHECK(a_in.dim() >= 2 && b_in.dim() >= 2, "matmul: needs at least 2-D inputs, got ",
+           a_in.describe(), " and ", b_in.describe());
+  const Tensor a = a_in.contiguous(), b = b_in.contiguous();
+  const Shape batch_shape(a.shape().begin(), a.shape().end() - 2);
+  const bool b_batched = b.dim() > 2;
+  GL_CHECK(!b_batched || Shape(b.shape().begin(), b.shape().end() - 2) == batch_shape,
+           "matmul: batch dims of ", a.describe(), " and ", b.describe(), " differ");
+  MatmulShape s;
+  s.trans_a = trans_a;
+  s.trans_b = trans_b;
+  s.M = trans_a ? a.size(-1) : a.size(-2);
+  const int64_t ka = trans_a ? a.size(-2) : a.size(-1);
+  s.K = trans_b ? b.size(-1) : b.size(-2);
+  s.N = trans_b ? b.size(-2) : b.size(-1);
+  GL_CHECK(ka == s.K, "matmul: inner dimensions differ (", ka, " vs ", s.K, ") for ",
+           a.describe(), (trans_a ? "^T" : ""), " x ", b.describe(), (trans_b ? "^T" : ""));
+  s.batch = shape_numel(batch_shape);
+  if (!b_batched && !trans_a) {
+    // [batch, M, K] x [K, N] is one [batch * M, K] x [K, N] product: one big GEMM.
+    s.M *= s.batch;
+    s.batch = 1;
+  }
+  s.a_batch_stride = s.M * s.K;
+  s.b_batch_stride = b_batched ? s.K * s.N : 0;
+  Shape out_shape = batch_shape;
+  out_shape.push_back(trans_a ? a.size(-1) : a.size(-2));
+  out_shape.push_back(s.N);
+  Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
+  dispatch("matmul", a,
+      [&](auto t) {
+        using T = decltype(t);
+        cpu::matmul_forward<T>(out.data<T>(), a.data<T>(), b.data<T>(), s);
+      },
+      [&](auto t) {
+        using T = decltype(t);
+        cuda::matmul_forward<T>(out.data<T>(), a.data<T>(), b.data<T>(), s);
+      });
+  return out;
+}
+
+// A 2-D operand used against batched ones, materialised per batch entry.
+static Tensor expand_batch(const Tensor& m, const Tensor& batched) {
+  if (m.dim() > 2 || batched.dim() == 2) return m;
+  Shape shape(batched.shape().begin(), batched.shape().end() - 2);
+  shape.push_back(m.size(0));
+  shape.push_back(m.size(1));
+  return m.expand(shape).contiguous();
+}
+
+// C = op(A) op(B). With dC the output gradient:
+//   A    B   | dA                  | dB
+//   N    N   | dC . B^T            | A^T . dC
+//   T    N   | B . dC^T            | A . dC
+//   N    T   | dC . B              | dC^T . A
+//   T    T   | B^T . dC^T          | dC^T . A^T
+// A 2-D B shared by a batched A gets the batch-summed gradient.
+Var matmul(const Var& a, const Var& b, bool trans_a, bool trans_b) {
+  return record("matmul", matmul_tensor(a.value(), b.value(), trans_a, trans_b), {&a, &b},
+                [a, b, trans_a, trans_b](const Tensor& dC) {
+                  const Tensor& A = a.value();
+                  const Tensor& B = b.value();
+                  if (a.requires_grad()) {
+                    accumulate_grad(a, !trans_a
+                                           ? matmul_tensor(dC, B, false, !trans_b)
+                                           : matmul_tensor(expand_batch(B, dC), dC, trans_b, true));
+                  }
+                  if (!b.requires_grad()) return;
+                  if (B.dim() == 2 && A.dim() > 2 && !trans_a) {
+                    // Shared weight: fold the batch into the rows, one GEMM.
+                    const Tensor A2 = A.reshape({-1, A.size(-1)});
+                    const Tensor dC2 = dC.reshape({-1, dC.size(-1)});
+                    accumulate_grad(b, !trans_b ? matmul_tensor(A2, dC2, true, false)
+                                                : matmul_tensor(dC2, A2, true, false));
+                  } else if (B.dim() == 2 && A.dim() > 2) {
+                    const Tensor dBb = !trans_b ? matmul_tensor(A, dC, false, false)
+                                                : matmul_tensor(dC, A, true, true);
+                    accumulate_grad(b, sum_tensor(dBb.reshape({-1, B.size(0), B.size(1)}), {0},
+                                                  false));
+                  } else {
+                    accumulate_grad(b, !trans_b ? matmul_tensor(A, dC, !trans_a, false)
+                                                : matmul_tensor(dC, A, true, trans_a));
+                  }
+                });
+}
+
+Var linear(const Var& x, const Var& weight, const Var& bias) {
+  GL_CHECK(weight.dim() == 2, "linear: weight must be [out, in], got ", weight.describe());
+  GL_CHECK(x.size(-1) == weight.size(1), "linear: input ", x.describe(),
+           " does not match weight ", weight.describe(), " (in_features ", weight.size(1), ")");
+  Var y = matmul(x, weight, false, true);
+  if (!bias.defined()) return y;
+  GL_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), "linear: bias ", bias.describe(),
+           " does not match weight ", weight.describe());
+  return add(y, bias);
+}
+
+}  // namespace gl

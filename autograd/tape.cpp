@@ -1,0 +1,122 @@
+// Reverse-mode autograd over a per-thread tape (in the spirit of micrograd,
+// without the recursive topological sort): entries are appended in
+// execution order, which is already a topological order, so backward walks
+// them in reverse. An entry runs when its output has received a gradient;
+// by then every consumer of that output (all recorded later) has added
+// its contribution, so fan-out sums correctly.
+#include "autograd/tape.h"
+
+#include "autograd/ops/elementwise.h"
+
+namespace gl {
+
+namespace {
+
+struct TapeEntry {
+  const char* op;
+  std::weak_ptr<VarImpl> out;  // weak: a dead output can receive no gradient
+  BackwardFn backward;
+};
+
+thread_local std::vector<TapeEntry> tape;
+thread_local bool grad_mode = true;
+
+}  // namespace
+
+bool grad_enabled() { return grad_mode; }
+NoGradGuard::NoGradGuard() : previous_(grad_mode) { grad_mode = false; }
+NoGradGuard::~NoGradGuard() { grad_mode = previous_; }
+
+Var::Var(Tensor value, bool requires_grad, std::string name) : impl_(std::make_shared<VarImpl>()) {
+  GL_CHECK(value.defined(), "Var ", name, ": undefined tensor");
+  impl_->value = std::move(value);
+  impl_->name = std::move(name);
+  set_requires_grad(requires_grad);
+}
+
+void Var::set_requires_grad(bool r) {
+  GL_CHECK(impl_->is_leaf || r, "set_requires_grad(false) on the non-leaf ", describe(),
+           "; use detach()");
+  GL_CHECK(!r || is_floating(value().dtype()), "requires_grad on ", describe(),
+           ": only floating tensors have gradients");
+  impl_->requires_grad = r;
+}
+
+std::string Var::describe() const {
+  if (!impl_) return "undefined Var";
+  return (impl_->name.empty() ? std::string("Var") : impl_->name) + ": " + impl_->value.describe();
+}
+
+void Var::zero_grad() { impl_->grad = Tensor(); }
+
+Var Var::detach() const { return Var(impl_->value, false, impl_->name); }
+
+bool needs_grad(std::initializer_list<const Var*> inputs) {
+  if (!grad_mode) return false;
+  for (const Var* v : inputs)
+    if (v && v->requires_grad()) return true;
+  return false;
+}
+
+bool needs_grad(const std::vector<Var>& inputs) {
+  if (!grad_mode) return false;
+  for (const Var& v : inputs)
+    if (v.requires_grad()) return true;
+  return false;
+}
+
+static Var record_if(bool needed, const char* op, Tensor out, BackwardFn backward) {
+  Var v(std::move(out));
+  if (needed) {
+    v.impl()->requires_grad = true;
+    v.impl()->is_leaf = false;
+    tape.push_back(TapeEntry{op, v.impl(), std::move(backward)});
+  }
+  return v;
+}
+
+Var record(const char* op, Tensor out, std::initializer_list<const Var*> inputs,
+           BackwardFn backward) {
+  return record_if(needs_grad(inputs), op, std::move(out), std::move(backward));
+}
+
+Var record(const char* op, Tensor out, const std::vector<Var>& inputs, BackwardFn backward) {
+  return record_if(needs_grad(inputs), op, std::move(out), std::move(backward));
+}
+
+void accumulate_grad(const Var& v, const Tensor& g) {
+  if (!v.requires_grad()) return;
+  VarImpl& impl = *v.impl();
+  GL_CHECK(g.shape() == impl.value.shape() && g.dtype() == impl.value.dtype() &&
+               g.device() == impl.value.device(),
+           "internal: gradient ", g.describe(), " does not match ", v.describe());
+  if (!impl.grad.defined()) {
+    // Own the buffer: a view or a tensor shared with another grad would be
+    // corrupted by the in-place += of a later contribution.
+    impl.grad = g.is_contiguous() && g.storage().use_count() == 1 ? g : g.clone();
+  } else {
+    add_(impl.grad, g);
+  }
+}
+
+void Var::backward() const {
+  GL_CHECK(defined() && value().numel() == 1, "backward() needs a one-element Var, got ",
+           describe());
+  GL_CHECK(requires_grad(), "backward() on ", describe(),
+           ", which does not require grad (no input of its graph requires grad)");
+  accumulate_grad(*this, Tensor::ones(value().shape(), value().dtype(), value().device()));
+  NoGradGuard no_grad;  // backward closures compute with tensors, never record
+  for (size_t i = tape.size(); i-- > 0;) {
+    std::shared_ptr<VarImpl> out = tape[i].out.lock();
+    if (!out || !out->grad.defined()) continue;
+    const Tensor dout = out->grad;
+    if (!out->retain_grad) out->grad = Tensor();
+    tape[i].backward(dout);
+  }
+  tape.clear();
+}
+
+size_t tape_size() { return tape.size(); }
+void clear_tape() { tape.clear(); }
+
+}  // namespace gl

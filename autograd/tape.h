@@ -1,0 +1,33 @@
+// The tape: what ops use to record themselves. An op computes its output,
+// then, if any input needs a gradient, calls record() with a closure that
+// receives d(loss)/d(output) and accumulates d(loss)/d(input) into each
+// input with accumulate_grad(). The closure captures exactly what backward
+// needs (inputs, saved tensors, sizes).
+#pragma once
+#include <functional>
+#include <initializer_list>
+#include <vector>
+
+#include "autograd/var.h"
+
+namespace gl {
+
+using BackwardFn = std::function<void(const Tensor& dout)>;
+
+// True when grad mode is on and at least one of `inputs` requires grad.
+bool needs_grad(std::initializer_list<const Var*> inputs);
+bool needs_grad(const std::vector<Var>& inputs);
+
+// Wraps `out` in a Var and, when needs_grad(inputs), marks it as requiring
+// grad and appends {op, backward} to the tape.
+Var record(const char* op, Tensor out, std::initializer_list<const Var*> inputs,
+           BackwardFn backward);
+Var record(const char* op, Tensor out, const std::vector<Var>& inputs, BackwardFn backward);
+
+// grad(v) += g (g's shape must equal v's). A no-op when v needs no grad.
+void accumulate_grad(const Var& v, const Tensor& g);
+
+size_t tape_size();  // entries currently recorded on this thread
+void clear_tape();   // drops the recorded graph without running it
+
+}  // namespace gl

@@ -1,0 +1,27 @@
+// Linked instead of the cuda/ backend when gridlock is built without nvcc:
+// every entry point says so, and no CUDA tensor can ever be created.
+#include "core/device_hooks.h"
+#include "core/error.h"
+
+namespace gl::cuda_hooks {
+namespace {
+[[noreturn]] void unavailable(const char* what) {
+  GL_CHECK(false, what, ": gridlock was built without CUDA (nvcc was not found at configure time)");
+}
+}  // namespace
+
+bool built() { return false; }
+int device_count() { return 0; }
+void* alloc(size_t, int) { unavailable("cuda alloc"); }
+void free(void*, int) {}
+void memcpy(void*, Device, const void*, Device, size_t) { unavailable("cuda memcpy"); }
+void copy_strided(int, void*, const int64_t*, const void*, const int64_t*, const int64_t*, int,
+                  size_t) {
+  unavailable("cuda copy_strided");
+}
+void convert(int, void*, DType, const void*, DType, int64_t) { unavailable("cuda convert"); }
+void fill(int, void*, DType, int64_t, double) { unavailable("cuda fill"); }
+void random(int, void*, DType, int64_t, uint64_t, uint64_t, RandomKind, double, double) {
+  unavailable("cuda random");
+}
+}  // namespace gl::cuda_hooks

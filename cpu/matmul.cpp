@@ -1,0 +1,55 @@
+#include "cpu/matmul.h"
+
+#include <omp.h>
+
+#include <Eigen/Core>
+
+namespace gl::cpu {
+
+template <class T>
+using RowMajor = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+template <class T>
+static void matmul_one(T* out, const T* a, const T* b, const MatmulShape& s) {
+  using Map = Eigen::Map<const RowMajor<T>>;
+  Eigen::Map<RowMajor<T>> C(out, s.M, s.N);
+  const Map A(a, s.trans_a ? s.K : s.M, s.trans_a ? s.M : s.K);
+  const Map B(b, s.trans_b ? s.N : s.K, s.trans_b ? s.K : s.N);
+  // Eigen picks its blocked GEMM for each transpose combination; noalias()
+  // avoids a temporary for the result.
+  if (!s.accumulate) {
+    if (!s.trans_a && !s.trans_b) C.noalias() = A * B;
+    else if (s.trans_a && !s.trans_b) C.noalias() = A.transpose() * B;
+    else if (!s.trans_a && s.trans_b) C.noalias() = A * B.transpose();
+    else C.noalias() = A.transpose() * B.transpose();
+  } else {
+    if (!s.trans_a && !s.trans_b) C.noalias() += A * B;
+    else if (s.trans_a && !s.trans_b) C.noalias() += A.transpose() * B;
+    else if (!s.trans_a && s.trans_b) C.noalias() += A * B.transpose();
+    else C.noalias() += A.transpose() * B.transpose();
+  }
+}
+
+template <class T>
+void matmul_forward(T* out, const T* a, const T* b, const MatmulShape& s) {
+  if (s.M == 0 || s.N == 0) return;
+  if (s.K == 0) {
+    if (!s.accumulate)
+      for (int64_t i = 0; i < s.batch * s.M * s.N; ++i) out[i] = T(0);
+    return;
+  }
+  if (s.batch == 1) {  // Eigen's own OpenMP parallelism inside one GEMM
+    matmul_one(out, a, b, s);
+    return;
+  }
+  // Many small products (attention heads): one thread per product. Eigen
+  // sees it is inside a parallel region and stays single-threaded.
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < s.batch; ++i)
+    matmul_one(out + i * s.M * s.N, a + i * s.a_batch_stride, b + i * s.b_batch_stride, s);
+}
+
+template void matmul_forward<float>(float*, const float*, const float*, const MatmulShape&);
+template void matmul_forward<double>(double*, const double*, const double*, const MatmulShape&);
+
+}  // namespace gl::cpu

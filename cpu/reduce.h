@@ -1,0 +1,10 @@
+// Row reductions (CPU). Every reduction over arbitrary axes is brought to
+// this form by the op (permute the reduced axes last, make contiguous).
+#pragma once
+#include <cstdint>
+
+namespace gl::cpu {
+// out[r] = sum_c in[r * cols + c]; accumulated in f64 in a fixed order.
+template <class T>
+void sum_rows(T* out, const T* in, int64_t rows, int64_t cols);
+}  // namespace gl::cpu
