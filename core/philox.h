@@ -30,12 +30,13 @@ GL_HOST_DEVICE uint32_t philox_mulhilo(uint32_t a, uint32_t b, uint32_t* hi) {
   return uint32_t(p);
 }
 
-GL_HOST_DEVICE Philox4 philox4x32_10(uint64_t counter, uint64_t seed) {
+// The full generator: 128-bit counter, 64-bit key (Random123's
+// philox4x32_10, checked against its published known-answer vectors).
+GL_HOST_DEVICE Philox4 philox4x32_10(Philox4 ctr, uint32_t k0, uint32_t k1) {
   // Constants from Random123 (philox.h): multipliers and Weyl key increments.
   const uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;
   const uint32_t W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
-  uint32_t c0 = uint32_t(counter), c1 = uint32_t(counter >> 32), c2 = 0, c3 = 0;
-  uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
+  uint32_t c0 = ctr.v[0], c1 = ctr.v[1], c2 = ctr.v[2], c3 = ctr.v[3];
   for (int round = 0; round < 10; ++round) {
     uint32_t hi0, hi1;
     const uint32_t lo0 = philox_mulhilo(M0, c0, &hi0);
@@ -45,6 +46,13 @@ GL_HOST_DEVICE Philox4 philox4x32_10(uint64_t counter, uint64_t seed) {
     k0 += W0; k1 += W1;
   }
   return Philox4{{c0, c1, c2, c3}};
+}
+
+// gridlock's use: a 64-bit block counter (the upper counter words stay 0)
+// and the 64-bit seed as the key.
+GL_HOST_DEVICE Philox4 philox4x32_10(uint64_t counter, uint64_t seed) {
+  return philox4x32_10(Philox4{{uint32_t(counter), uint32_t(counter >> 32), 0u, 0u}},
+                       uint32_t(seed), uint32_t(seed >> 32));
 }
 
 // A generator is plain data: which stream, and how far into it.

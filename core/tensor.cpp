@@ -127,6 +127,9 @@ Tensor Tensor::normal(const Shape& shape, Generator& gen, double mean, double st
 }
 
 bool Tensor::is_contiguous() const {
+  // No elements, no layout: strides of an empty tensor are arbitrary (and
+  // contiguous_strides gives zero-size dims stride-1 neighbours).
+  if (numel() == 0) return true;
   int64_t expected = 1;
   for (size_t i = shape_.size(); i-- > 0;) {
     if (shape_[i] == 1) continue;  // any stride is fine for a size-1 dim
@@ -219,8 +222,9 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
   start = std::clamp<int64_t>(start, 0, n);
   end = std::clamp<int64_t>(end, start, n);
   Shape s = shape_, st = strides_;
-  s[size_t(d)] = (end - start + step - 1) / step;
-  st[size_t(d)] = strides_[size_t(d)] * step;
+  s[size_t(d)] = end > start ? (end - start - 1) / step + 1 : 0;  // no overflow for huge steps
+  // One element or none: the stride is never used, and stride * step could overflow.
+  if (s[size_t(d)] > 1) st[size_t(d)] = strides_[size_t(d)] * step;
   return Tensor(storage_, s, st, offset_ + start * strides_[size_t(d)], dtype_);
 }
 
@@ -267,6 +271,8 @@ Tensor Tensor::squeeze(int64_t d) const {
 Tensor Tensor::expand(const Shape& shape) const {
   GL_CHECK(shape.size() >= shape_.size(), "expand: ", describe(), " to ", shape_str(shape),
            " has fewer dims");
+  for (int64_t d : shape)
+    GL_CHECK(d >= 0, "expand: ", describe(), " to ", shape_str(shape), ": negative size");
   const size_t lead = shape.size() - shape_.size();
   Shape st(shape.size(), 0);
   for (size_t i = 0; i < shape_.size(); ++i) {
@@ -329,6 +335,9 @@ void Tensor::copy_(const Tensor& src) {
   GL_CHECK(defined() && src.defined(), "copy_: undefined tensor");
   GL_CHECK(src.shape() == shape_, "copy_: source ", src.describe(), " does not match ",
            describe());
+  for (size_t d = 0; d < shape_.size(); ++d)
+    GL_CHECK(strides_[d] != 0 || shape_[d] <= 1, "copy_: destination ", describe(),
+             " is an expanded view (stride 0 in dim ", d, "): several elements share memory");
   // Bring the source to our dtype and device first; the strided copy then
   // writes it into this view, whatever its strides.
   Tensor s = src.to(dtype_).to(device());

@@ -1,0 +1,74 @@
+// Cross-entropy, CPU reference: see cpu/cross_entropy.h. Row sums in double.
+#include "cpu/cross_entropy.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace gl::cpu {
+
+template <class T, class I>
+void cross_entropy_forward(T* losses, T* lse, int64_t* status, const T* logits, const I* targets,
+                           int64_t N, int64_t V, int64_t ignore_index) {
+  // Validate and count first (a cheap serial scan of N ints).
+  int64_t valid = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t y = int64_t(targets[n]);
+    if (y == ignore_index) continue;
+    if (y < 0 || y >= V) {
+      status[0] = std::min(status[0], n);
+      return;
+    }
+    ++valid;
+  }
+  status[1] += valid;
+#pragma omp parallel for schedule(static) if (N * V > (1 << 15))
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t y = int64_t(targets[n]);
+    if (y == ignore_index) {  // no loss and no gradient: skip the row
+      lse[n] = losses[n] = T(0);
+      continue;
+    }
+    const T* x = logits + n * V;
+    double m = -std::numeric_limits<double>::infinity();
+    for (int64_t v = 0; v < V; ++v) m = std::max(m, double(x[v]));
+    double s = 0.0;
+    for (int64_t v = 0; v < V; ++v) s += std::exp(double(x[v]) - m);
+    const double L = m + std::log(s);
+    lse[n] = T(L);
+    losses[n] = T(L - double(x[y]));
+  }
+}
+
+template <class T, class I>
+void cross_entropy_backward(T* dlogits, const T* dloss, const T* logits, const T* lse,
+                            const I* targets, int64_t N, int64_t V, int64_t ignore_index,
+                            double inv_n_valid) {
+  const double g = double(dloss[0]) * inv_n_valid;
+#pragma omp parallel for schedule(static) if (N * V > (1 << 15))
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t y = int64_t(targets[n]);
+    T* dx = dlogits + n * V;
+    if (y == ignore_index) {
+      std::fill(dx, dx + V, T(0));
+      continue;
+    }
+    const T* x = logits + n * V;
+    const double L = double(lse[n]);
+    for (int64_t v = 0; v < V; ++v) dx[v] = T(std::exp(double(x[v]) - L) * g);
+    dx[y] = T((std::exp(double(x[y]) - L) - 1.0) * g);
+  }
+}
+
+#define GL_INSTANTIATE(T, I)                                                                   \
+  template void cross_entropy_forward<T, I>(T*, T*, int64_t*, const T*, const I*, int64_t,     \
+                                            int64_t, int64_t);                                 \
+  template void cross_entropy_backward<T, I>(T*, const T*, const T*, const T*, const I*,       \
+                                             int64_t, int64_t, int64_t, double);
+GL_INSTANTIATE(float, int32_t)
+GL_INSTANTIATE(float, int64_t)
+GL_INSTANTIATE(double, int32_t)
+GL_INSTANTIATE(double, int64_t)
+#undef GL_INSTANTIATE
+
+}  // namespace gl::cpu

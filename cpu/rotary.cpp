@@ -1,0 +1,65 @@
+// Rotary embedding, CPU reference: see cpu/rotary.h. The cos/sin table for
+// the T positions of this call is built once in double; rows then only
+// multiply and add.
+#include "cpu/rotary.h"
+
+#include <cmath>
+#include <vector>
+
+namespace gl::cpu {
+
+// sign = +1 rotates by theta (forward), -1 by -theta (backward).
+template <class T>
+static void rotary_apply(T* out, const T* x, int64_t BH, int64_t seq_len, int64_t HS,
+                         int64_t rotary_dim, double base, int64_t position_offset, double sign) {
+  const int64_t half = rotary_dim / 2;
+  std::vector<T> cos_t(size_t(seq_len * half)), sin_t(size_t(seq_len * half));
+  for (int64_t i = 0; i < half; ++i) {
+    const double inv_freq = 1.0 / std::pow(base, double(2 * i) / double(rotary_dim));
+    for (int64_t t = 0; t < seq_len; ++t) {
+      const double theta = double(position_offset + t) * inv_freq;
+      cos_t[size_t(t * half + i)] = T(std::cos(theta));
+      sin_t[size_t(t * half + i)] = T(sign * std::sin(theta));
+    }
+  }
+  const int64_t rows = BH * seq_len;
+#pragma omp parallel for schedule(static) if (rows * HS > (1 << 15))
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t t = r % seq_len;
+    const T* xr = x + r * HS;
+    T* o = out + r * HS;
+    const T* c = cos_t.data() + t * half;
+    const T* s = sin_t.data() + t * half;
+    for (int64_t i = 0; i < half; ++i) {
+      const T x1 = xr[i], x2 = xr[i + half];
+      o[i] = x1 * c[i] - x2 * s[i];
+      o[i + half] = x2 * c[i] + x1 * s[i];
+    }
+    for (int64_t d = rotary_dim; d < HS; ++d) o[d] = xr[d];
+  }
+}
+
+template <class T>
+void rotary_forward(T* out, const T* x, int64_t BH, int64_t seq_len, int64_t HS,
+                    int64_t rotary_dim, double base, int64_t position_offset) {
+  rotary_apply(out, x, BH, seq_len, HS, rotary_dim, base, position_offset, 1.0);
+}
+
+// The rotation is orthogonal, so its Jacobian transpose is its inverse:
+// dx_i = dout_i cos + dout_{i+half} sin, dx_{i+half} = dout_{i+half} cos - dout_i sin.
+template <class T>
+void rotary_backward(T* dx, const T* dout, int64_t BH, int64_t seq_len, int64_t HS,
+                     int64_t rotary_dim, double base, int64_t position_offset) {
+  rotary_apply(dx, dout, BH, seq_len, HS, rotary_dim, base, position_offset, -1.0);
+}
+
+#define GL_INSTANTIATE(T)                                                                 \
+  template void rotary_forward<T>(T*, const T*, int64_t, int64_t, int64_t, int64_t, double, \
+                                  int64_t);                                               \
+  template void rotary_backward<T>(T*, const T*, int64_t, int64_t, int64_t, int64_t, double, \
+                                   int64_t);
+GL_INSTANTIATE(float)
+GL_INSTANTIATE(double)
+#undef GL_INSTANTIATE
+
+}  // namespace gl::cpu
