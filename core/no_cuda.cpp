@@ -25,3 +25,14 @@ void random(int, void*, DType, int64_t, uint64_t, uint64_t, RandomKind, double, 
   unavailable("cuda random");
 }
 }  // namespace gl::cuda_hooks
+
+// cuda/runtime.h services: nothing to guard or synchronise without CUDA.
+#include "cuda/runtime.h"
+
+namespace gl::cuda {
+DeviceGuard::DeviceGuard(int) {}
+DeviceGuard::~DeviceGuard() {}
+void synchronize(int) {}
+AllocatorStats allocator_stats(int) { return {}; }
+void empty_cache(int) {}
+}  // namespace gl::cuda

@@ -1,6 +1,6 @@
 // Reference-counted device memory. Tensors are views over a shared Storage.
 // CPU memory is 64-byte aligned (one cache line, one AVX-512 vector);
-// CUDA memory comes from the caching allocator in cuda/allocator.cu so a
+// CUDA memory comes from the caching allocator in cuda/runtime.cu so a
 // training step in steady state never calls cudaMalloc.
 #pragma once
 #include <cstddef>

@@ -126,3 +126,8 @@ TEST_CASE("creating a tensor on a missing CUDA device names the device count") {
                            doctest::Contains("gridlock was built without CUDA"), Error);
   }
 }
+
+TEST_CASE("copy_ into an expanded (broadcast) view is rejected") {
+  Tensor t = Tensor::zeros({1, 3}).expand({4, 3});
+  CHECK_THROWS_WITH_AS(t.copy_(Tensor::ones({4, 3})), doctest::Contains("expanded view"), Error);
+}
