@@ -84,7 +84,7 @@ TEST_CASE("attention forward matches the naive masked softmax") {
   }
 }
 
-TEST_CASE("attention closed forms: T = 1 returns v; the first row returns v_0") {
+TEST_CASE("attention closed forms: T = 1 returns v and the first row returns v_0") {
   const Shape s{2, 2, 1, 4};
   const Tensor q = rand(s, 21), k = rand(s, 22), v = rand(s, 23);
   CHECK(check_close("T=1", attention(Var(q), Var(k), Var(v), 0.5).value(), v, 1e-15, 0));
@@ -101,7 +101,7 @@ TEST_CASE("attention closed forms: T = 1 returns v; the first row returns v_0") 
   CHECK(avg[5] == doctest::Approx(4.0));
 }
 
-TEST_CASE("attention accepts strided views (heads split from [B, T, NH, HS])") {
+TEST_CASE("attention accepts strided views (heads split from B x T x NH x HS)") {
   Var q(rand({2, 5, 3, 4}, 31).permute({0, 2, 1, 3}), true);
   Var k(rand({2, 5, 3, 4}, 32).permute({0, 2, 1, 3}), true);
   Var v(rand({2, 5, 3, 4}, 33).permute({0, 2, 1, 3}), true);

@@ -64,7 +64,7 @@ TEST_CASE("gradcheck: rms_norm with and without weight") {
   }
 }
 
-TEST_CASE("layer_norm forward: zero mean, unit variance per row; affine by hand") {
+TEST_CASE("layer_norm forward: zero mean and unit variance per row, affine by hand") {
   for (DType dt : {DType::F64, DType::F32}) {
     const double tol = dt == DType::F64 ? 1e-12 : 1e-6;
     const Var x(rand({4, 7}, 21, dt));

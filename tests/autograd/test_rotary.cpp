@@ -43,7 +43,7 @@ TEST_CASE("gradcheck: rotary partial and full, with a position offset") {
                   {rand({1, 3, 4, 6}, 2)}));
 }
 
-TEST_CASE("rotary forward matches the formula; rest dims and position 0 untouched") {
+TEST_CASE("rotary forward matches the formula, rest dims and position 0 untouched") {
   const Tensor x = randn({2, 3, 7, 10}, 5);
   for (int64_t rd : {4, 8, 10}) {
     for (int64_t offset : {0, 3, 1000}) {

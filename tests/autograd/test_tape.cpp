@@ -28,7 +28,7 @@ TEST_CASE("gradients accumulate across backward() calls until zero_grad") {
   CHECK(w.grad().item() == 4.0);
 }
 
-TEST_CASE("fan-out sums contributions; intermediate grads are freed unless retained") {
+TEST_CASE("fan-out sums contributions and intermediate grads are freed unless retained") {
   Var x(Tensor::from_vector({3.0}, {1}, DType::F64), true);
   const Var y = scale(x, 2.0);  // used twice below
   Var z = add(mul(y, y), y);    // z = 4x^2 + 2x, dz/dx = 8x + 2 = 26
