@@ -2,7 +2,7 @@
 # Set-up shared by ./train and ./test: make sure the Debian packages are
 # there, configure the build tree once, then build incrementally.
 #
-#   scripts/setup.sh [--build-dir DIR] [--target TARGET] [-DVAR=VALUE ...]
+#   scripts/setup.sh [--build-dir DIR] [--target TARGET] [--with-python] [-DVAR=VALUE ...]
 #
 # DIR defaults to build/ at the repository root; -D options are passed to the
 # first cmake configure only (an existing tree keeps its cache: delete DIR to
@@ -20,11 +20,13 @@ set -euo pipefail
 root_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build_dir="$root_dir/build"
 target=""
+with_python=0
 cmake_defs=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build-dir) build_dir="$2"; shift 2 ;;
     --target) target="$2"; shift 2 ;;
+    --with-python) with_python=1; shift ;;
     -D*) cmake_defs+=("$1"); shift ;;
     *) echo "setup.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
@@ -33,6 +35,11 @@ done
 
 required=(cmake ninja-build g++ make pkg-config libeigen3-dev libyaml-cpp-dev doctest-dev)
 optional=(ccache)
+# The Python oracles of tests/reference/ (./test only): Debian's torch, and
+# venv/pip for the pinned Hugging Face packages (scripts/python_env.sh).
+if [[ $with_python -eq 1 ]]; then
+  required+=(python3-torch python3-numpy python3-venv python3-pip)
+fi
 
 installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
