@@ -59,9 +59,11 @@ class Parser {
   }
 
   Json parse_value(int depth) {
-    if (depth > kMaxDepth) fail("nesting deeper than 512 levels");
     if (pos_ >= s_.size()) fail("unexpected end of input");
     const char c = s_[pos_];
+    // depth counts the enclosing containers, so a container here is nesting
+    // level depth + 1: 512 levels parse, 513 do not.
+    if ((c == '{' || c == '[') && depth >= kMaxDepth) fail("nesting deeper than 512 levels");
     if (c == '{') return parse_object(depth);
     if (c == '[') return parse_array(depth);
     if (c == '"') return Json(parse_string());
