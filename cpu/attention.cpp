@@ -1,7 +1,14 @@
-// Causal attention, CPU reference: every dot product, softmax sum and
-// gradient accumulates in double, whatever T is. See cpu/attention.h.
+// Causal attention on the CPU. See cpu/attention.h for shapes and maths.
+//
+// Work is cut into blocks of kBlock query rows of one head. For a block the
+// scores against every key it may see are one GEMM (Eigen), the masked
+// softmax runs row by row, and the output is a second GEMM; the Bq x Tk
+// score block lives only in per-thread scratch, so nothing T x T is kept
+// between forward and backward (only the output and the per-row lse).
+// GEMMs accumulate in T (as every BLAS does); the softmax sums in double.
 #include "cpu/attention.h"
 
+#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -9,114 +16,115 @@
 
 namespace gl::cpu {
 
-static inline double dot(const double* a, const double* b, int64_t n) {
-  double acc = 0.0;
-  for (int64_t i = 0; i < n; ++i) acc += a[i] * b[i];
-  return acc;
-}
+namespace {
 
-// Copies n values of one row into double scratch (so the inner loops below
-// read one type and vectorise).
+constexpr int64_t kBlock = 64;  // query rows per block: scratch is kBlock x Tk
+
 template <class T>
-static inline void load_row(double* dst, const T* src, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = double(src[i]);
+using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+using Map = Eigen::Map<Mat<T>>;
+template <class T>
+using CMap = Eigen::Map<const Mat<T>>;
+
+// Scores of query rows [t0, t0 + nq) against keys [0, nk) of one head, then
+// P = exp(S - lse) with the causal mask applied (masked entries exactly 0).
+// Row i sees keys s <= t0 + i + off. With `lse_out`, lse is computed here
+// (forward); otherwise it is read from `lse_in` (backward).
+template <class T>
+void block_probs(Mat<T>& P, const T* q, const T* k, int64_t t0, int64_t nq, int64_t nk,
+                 int64_t HS, int64_t off, double scale, T* lse_out, const T* lse_in) {
+  P.noalias() = CMap<T>(q + t0 * HS, nq, HS) * CMap<T>(k, nk, HS).transpose();
+  for (int64_t i = 0; i < nq; ++i) {
+    const int64_t last = t0 + i + off;  // last visible key
+    T* row = P.data() + i * nk;
+    double L;
+    if (lse_out) {
+      double m = -std::numeric_limits<double>::infinity();
+      for (int64_t s = 0; s <= last; ++s) m = std::max(m, scale * double(row[s]));
+      double l = 0.0;
+      for (int64_t s = 0; s <= last; ++s) l += std::exp(scale * double(row[s]) - m);
+      L = m + std::log(l);
+      lse_out[t0 + i] = T(L);
+    } else {
+      L = double(lse_in[t0 + i]);
+    }
+    for (int64_t s = 0; s <= last; ++s) row[s] = T(std::exp(scale * double(row[s]) - L));
+    for (int64_t s = last + 1; s < nk; ++s) row[s] = T(0);
+  }
 }
 
-// Two-pass softmax per query row t: scores S_ts (s <= t) into scratch, their
-// max m, then lse = m + log sum exp(S - m) and out = sum exp(S - lse) v_s.
-// Rows are independent; dynamic scheduling because row t costs t + 1 keys.
+}  // namespace
+
 template <class T>
 void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, int64_t BH,
-                       int64_t seq_len, int64_t HS, double scale) {
-  const int64_t rows = BH * seq_len;
-  const bool big = rows * seq_len * HS > (1 << 16);
+                       int64_t Tq, int64_t Tk, int64_t HS, double scale) {
+  const int64_t off = Tk - Tq, nblocks = (Tq + kBlock - 1) / kBlock;
+  const bool big = BH * Tq * Tk * HS > (1 << 16);
 #pragma omp parallel if (big)
   {
-    const size_t ns = size_t(seq_len), nd = size_t(HS);
-    std::vector<double> s(ns), acc(nd), qrow(nd), krow(nd);
-#pragma omp for schedule(dynamic, 8)
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t bh = r / seq_len, t = r % seq_len;
-      const T* qt = q + r * HS;
-      const T* kb = k + bh * seq_len * HS;
-      const T* vb = v + bh * seq_len * HS;
-      load_row(qrow.data(), qt, HS);
-      double m = -std::numeric_limits<double>::infinity();
-      for (int64_t j = 0; j <= t; ++j) {
-        load_row(krow.data(), kb + j * HS, HS);
-        s[size_t(j)] = scale * dot(qrow.data(), krow.data(), HS);
-        m = std::max(m, s[size_t(j)]);
-      }
-      double l = 0.0;
-      for (int64_t j = 0; j <= t; ++j) l += std::exp(s[size_t(j)] - m);
-      const double L = m + std::log(l);
-      for (int64_t d = 0; d < HS; ++d) acc[size_t(d)] = 0.0;
-      for (int64_t j = 0; j <= t; ++j) {
-        const double p = std::exp(s[size_t(j)] - L);
-        const T* vj = vb + j * HS;
-        for (int64_t d = 0; d < HS; ++d) acc[size_t(d)] += p * double(vj[d]);
-      }
-      for (int64_t d = 0; d < HS; ++d) out[r * HS + d] = T(acc[size_t(d)]);
-      lse[r] = T(L);
+    Mat<T> P;
+    // Later blocks see more keys: dynamic scheduling balances them.
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < BH * nblocks; ++task) {
+      const int64_t bh = task / nblocks, t0 = (task % nblocks) * kBlock;
+      const int64_t nq = std::min(kBlock, Tq - t0), nk = t0 + nq + off;
+      P.resize(nq, nk);
+      block_probs<T>(P, q + bh * Tq * HS, k + bh * Tk * HS, t0, nq, nk, HS, off, scale,
+                     lse + bh * Tq, nullptr);
+      Map<T>(out + (bh * Tq + t0) * HS, nq, HS).noalias() = P * CMap<T>(v + bh * Tk * HS, nk, HS);
     }
   }
 }
 
 // Backward, derived from out_t = sum_s P_ts v_s with P_t = softmax(S_t) and
-// S_ts = scale * q_t . k_s (all sums over the causal range s <= t):
+// S_ts = scale * q_t . k_s (all sums over the causal range s <= t + off):
 //   dv_s  = sum_t P_ts dout_t                        (out is linear in v)
 //   dP_ts = dout_t . v_s
 //   dS_ts = P_ts (dP_ts - sum_u P_tu dP_tu)          (softmax Jacobian)
 //         = P_ts (dP_ts - D_t),   D_t = sum_u P_tu dout_t . v_u = dout_t . out_t
 //   dq_t  = scale * sum_s dS_ts k_s,   dk_s = scale * sum_t dS_ts q_t
-// P_ts is recomputed as exp(S_ts - lse_t) from the saved lse. One (b, h) per
-// task: dk and dv sum over query rows, so a head's rows stay on one thread,
-// accumulated in double scratch in a fixed order (deterministic).
+// P is recomputed from the saved lse, block by block, with the same GEMMs as
+// the forward. dk and dv sum over every query block of a head, so one head
+// is one task (no two threads write the same rows): deterministic.
 template <class T>
 void attention_backward(T* dq, T* dk, T* dv, T* delta, const T* dout, const T* q, const T* k,
-                        const T* v, const T* out, const T* lse, int64_t BH, int64_t seq_len,
-                        int64_t HS, double scale) {
-  const bool big = BH * seq_len * seq_len * HS > (1 << 15);
-  const size_t n = size_t(seq_len * HS);
+                        const T* v, const T* out, const T* lse, int64_t BH, int64_t Tq,
+                        int64_t Tk, int64_t HS, double scale) {
+  const int64_t off = Tk - Tq;
+  const bool big = BH * Tq * Tk * HS > (1 << 15);
 #pragma omp parallel if (big)
   {
-    const size_t nd = size_t(HS);
-    std::vector<double> qh(n), kh(n), vh(n), doh(n), dkh(n), dvh(n), dqt(nd);
+    Mat<T> P, dS;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t bh = 0; bh < BH; ++bh) {
-      const int64_t base = bh * seq_len * HS;
-      load_row(qh.data(), q + base, int64_t(n));
-      load_row(kh.data(), k + base, int64_t(n));
-      load_row(vh.data(), v + base, int64_t(n));
-      load_row(doh.data(), dout + base, int64_t(n));
-      std::fill(dkh.begin(), dkh.end(), 0.0);
-      std::fill(dvh.begin(), dvh.end(), 0.0);
-      for (int64_t t = 0; t < seq_len; ++t) {
-        const double* qt = qh.data() + t * HS;
-        const double* dout_t = doh.data() + t * HS;
+      const T* qh = q + bh * Tq * HS;
+      const T* kh = k + bh * Tk * HS;
+      const T* vh = v + bh * Tk * HS;
+      const T* doh = dout + bh * Tq * HS;
+      Map<T> dK(dk + bh * Tk * HS, Tk, HS), dV(dv + bh * Tk * HS, Tk, HS);
+      dK.setZero();
+      dV.setZero();
+      for (int64_t t = 0; t < Tq; ++t) {  // D_t = dout_t . out_t, in double
         double D = 0.0;
-        for (int64_t d = 0; d < HS; ++d) D += dout_t[d] * double(out[base + t * HS + d]);
-        delta[bh * seq_len + t] = T(D);
-        const double L = double(lse[bh * seq_len + t]);
-        std::fill(dqt.begin(), dqt.end(), 0.0);
-        for (int64_t s = 0; s <= t; ++s) {
-          const double* ks = kh.data() + s * HS;
-          const double* vs = vh.data() + s * HS;
-          const double p = std::exp(scale * dot(qt, ks, HS) - L);
-          const double ds = p * (dot(dout_t, vs, HS) - D);
-          double* dks = dkh.data() + s * HS;
-          double* dvs = dvh.data() + s * HS;
-          for (int64_t d = 0; d < HS; ++d) {
-            dqt[size_t(d)] += ds * ks[d];
-            dks[d] += ds * qt[d];
-            dvs[d] += p * dout_t[d];
-          }
-        }
-        for (int64_t d = 0; d < HS; ++d) dq[base + t * HS + d] = T(scale * dqt[size_t(d)]);
+        for (int64_t d = 0; d < HS; ++d)
+          D += double(doh[t * HS + d]) * double(out[(bh * Tq + t) * HS + d]);
+        delta[bh * Tq + t] = T(D);
       }
-      for (size_t i = 0; i < n; ++i) {
-        dk[base + int64_t(i)] = T(scale * dkh[i]);
-        dv[base + int64_t(i)] = T(dvh[i]);
+      for (int64_t t0 = 0; t0 < Tq; t0 += kBlock) {
+        const int64_t nq = std::min(kBlock, Tq - t0), nk = t0 + nq + off;
+        P.resize(nq, nk);
+        block_probs<T>(P, qh, kh, t0, nq, nk, HS, off, scale, nullptr, lse + bh * Tq);
+        const CMap<T> dO(doh + t0 * HS, nq, HS), Q(qh + t0 * HS, nq, HS);
+        const CMap<T> K(kh, nk, HS), V(vh, nk, HS);
+        dS.noalias() = dO * V.transpose();  // dP
+        for (int64_t i = 0; i < nq; ++i) {
+          const T D = delta[bh * Tq + t0 + i];
+          for (int64_t s = 0; s < nk; ++s) dS(i, s) = P(i, s) * (dS(i, s) - D);
+        }
+        Map<T>(dq + (bh * Tq + t0) * HS, nq, HS).noalias() = T(scale) * (dS * K);
+        dK.topRows(nk).noalias() += T(scale) * (dS.transpose() * Q);
+        dV.topRows(nk).noalias() += P.transpose() * dO;
       }
     }
   }
@@ -124,9 +132,10 @@ void attention_backward(T* dq, T* dk, T* dv, T* delta, const T* dout, const T* q
 
 #define GL_INSTANTIATE(T)                                                                    \
   template void attention_forward<T>(T*, T*, const T*, const T*, const T*, int64_t, int64_t, \
-                                     int64_t, double);                                       \
+                                     int64_t, int64_t, double);                              \
   template void attention_backward<T>(T*, T*, T*, T*, const T*, const T*, const T*, const T*, \
-                                      const T*, const T*, int64_t, int64_t, int64_t, double);
+                                      const T*, const T*, int64_t, int64_t, int64_t, int64_t,   \
+                                      double);
 GL_INSTANTIATE(float)
 GL_INSTANTIATE(double)
 #undef GL_INSTANTIATE

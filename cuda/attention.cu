@@ -8,9 +8,10 @@
 // columns and accumulates the chunk into them. So no T x T buffer exists
 // anywhere, and every sum is written by one thread in a fixed order: no
 // atomics, deterministic.
-//   attention_forward_kernel   query row t: online softmax over keys s <= t
+//   attention_forward_kernel   query row t: online softmax over keys s <= t + off
 //   attention_dq_kernel        query row t: delta_t = dout_t . out_t, dq_t
-//   attention_dkv_kernel       key row s: loops over queries t >= s, dk_s, dv_s
+//   attention_dkv_kernel       key row s: loops over queries t >= s - off, dk_s, dv_s
+// (off = Tk - Tq: query row t sits at absolute position t + off.)
 // dq and dk/dv are separate kernels so that no two blocks write one row.
 // f32 accumulates in f32 here (the CPU reference uses double).
 #include <cmath>
@@ -53,16 +54,17 @@ __device__ __forceinline__ T* shared_buffer() {
 // the max grows, the old sum and accumulator are rescaled by exp(m - m_new).
 template <class T>
 __global__ void attention_forward_kernel(T* out, T* lse, const T* q, const T* k, const T* v,
-                                         int64_t BH, int64_t seq_len, int64_t HS, T scale) {
+                                         int64_t BH, int64_t Tq, int64_t Tk, int64_t HS,
+                                         T scale) {
   T* q_s = shared_buffer<T>();
   T* acc = q_s + HS;
   T* sc = acc + HS;
   T* p = sc + kChunk;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  for (int64_t r = blockIdx.x; r < BH * seq_len; r += gridDim.x) {
-    const int64_t bh = r / seq_len, t = r % seq_len;
-    const T* kb = k + bh * seq_len * HS;
-    const T* vb = v + bh * seq_len * HS;
+  for (int64_t r = blockIdx.x; r < BH * Tq; r += gridDim.x) {
+    const int64_t bh = r / Tq, t = r % Tq + Tk - Tq;  // t: the last key this row sees
+    const T* kb = k + bh * Tk * HS;
+    const T* vb = v + bh * Tk * HS;
     for (int64_t d = tid; d < HS; d += blockDim.x) {
       q_s[d] = q[r * HS + d];
       acc[d] = T(0);
@@ -99,20 +101,20 @@ __global__ void attention_forward_kernel(T* out, T* lse, const T* q, const T* k,
 }
 
 // Shared: q_t [HS], dout_t [HS], acc [HS], ds [kChunk].
-// dq_t = scale * sum_{s<=t} dS_ts k_s with dS_ts = P_ts (dout_t . v_s - delta_t).
+// dq_t = scale * sum_{s<=t+off} dS_ts k_s with dS_ts = P_ts (dout_t . v_s - delta_t).
 template <class T>
 __global__ void attention_dq_kernel(T* dq, T* delta, const T* dout, const T* q, const T* k,
                                     const T* v, const T* out, const T* lse, int64_t BH,
-                                    int64_t seq_len, int64_t HS, T scale) {
+                                    int64_t Tq, int64_t Tk, int64_t HS, T scale) {
   T* q_s = shared_buffer<T>();
   T* do_s = q_s + HS;
   T* acc = do_s + HS;
   T* ds = acc + HS;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  for (int64_t r = blockIdx.x; r < BH * seq_len; r += gridDim.x) {
-    const int64_t bh = r / seq_len, t = r % seq_len;
-    const T* kb = k + bh * seq_len * HS;
-    const T* vb = v + bh * seq_len * HS;
+  for (int64_t r = blockIdx.x; r < BH * Tq; r += gridDim.x) {
+    const int64_t bh = r / Tq, t = r % Tq + Tk - Tq;  // t: the last key this row sees
+    const T* kb = k + bh * Tk * HS;
+    const T* vb = v + bh * Tk * HS;
     T part = T(0);
     for (int64_t d = tid; d < HS; d += blockDim.x) {
       q_s[d] = q[r * HS + d];
@@ -144,13 +146,13 @@ __global__ void attention_dq_kernel(T* dq, T* delta, const T* dout, const T* q, 
 }
 
 // Shared: k_s [HS], v_s [HS], dk_acc [HS], dv_acc [HS], p [kChunk], ds [kChunk].
-// Key row s collects from every query t >= s:
+// Key row s collects from every query row t with t + off >= s:
 //   dv_s = sum_t P_ts dout_t,   dk_s = scale * sum_t dS_ts q_t.
 // Reads delta, written by attention_dq_kernel earlier on the same stream.
 template <class T>
 __global__ void attention_dkv_kernel(T* dk, T* dv, const T* dout, const T* q, const T* k,
                                      const T* v, const T* lse, const T* delta, int64_t BH,
-                                     int64_t seq_len, int64_t HS, T scale) {
+                                     int64_t Tq, int64_t Tk, int64_t HS, T scale) {
   T* k_s = shared_buffer<T>();
   T* v_s = k_s + HS;
   T* dk_acc = v_s + HS;
@@ -158,10 +160,11 @@ __global__ void attention_dkv_kernel(T* dk, T* dv, const T* dout, const T* q, co
   T* p = dv_acc + HS;
   T* ds = p + kChunk;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  for (int64_t r = blockIdx.x; r < BH * seq_len; r += gridDim.x) {
-    const int64_t bh = r / seq_len, s = r % seq_len;
-    const T* qb = q + bh * seq_len * HS;
-    const T* dob = dout + bh * seq_len * HS;
+  for (int64_t r = blockIdx.x; r < BH * Tk; r += gridDim.x) {
+    const int64_t bh = r / Tk, s = r % Tk;
+    const int64_t first = s - (Tk - Tq) > 0 ? s - (Tk - Tq) : 0;  // first query row seeing s
+    const T* qb = q + bh * Tq * HS;
+    const T* dob = dout + bh * Tq * HS;
     for (int64_t d = tid; d < HS; d += blockDim.x) {
       k_s[d] = k[r * HS + d];
       v_s[d] = v[r * HS + d];
@@ -169,16 +172,16 @@ __global__ void attention_dkv_kernel(T* dk, T* dv, const T* dout, const T* q, co
       dv_acc[d] = T(0);
     }
     __syncthreads();
-    for (int64_t c0 = s; c0 < seq_len; c0 += kChunk) {
-      const int n = int(seq_len - c0 < kChunk ? seq_len - c0 : kChunk);
+    for (int64_t c0 = first; c0 < Tq; c0 += kChunk) {
+      const int n = int(Tq - c0 < kChunk ? Tq - c0 : kChunk);
       for (int j = warp; j < n; j += kWarps) {
         const int64_t t = c0 + j;
         const T st = scale * warp_dot(qb + t * HS, k_s, HS, lane);
         const T dp = warp_dot(dob + t * HS, v_s, HS, lane);
         if (lane == 0) {
-          const T pt = exp_t(st - lse[bh * seq_len + t]);
+          const T pt = exp_t(st - lse[bh * Tq + t]);
           p[j] = pt;
-          ds[j] = pt * (dp - delta[bh * seq_len + t]);
+          ds[j] = pt * (dp - delta[bh * Tq + t]);
         }
       }
       __syncthreads();
@@ -218,37 +221,40 @@ size_t shared_bytes(int64_t HS, int vectors, int chunks, size_t elsize) {
 
 template <class T>
 void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, int64_t BH,
-                       int64_t seq_len, int64_t HS, double scale) {
-  const int64_t rows = BH * seq_len;
+                       int64_t Tq, int64_t Tk, int64_t HS, double scale) {
+  const int64_t rows = BH * Tq;
   if (rows == 0) return;
   const size_t smem = shared_bytes(HS, 2, 2, sizeof(T));
   attention_forward_kernel<T><<<grid_for_rows(rows), kThreads, smem, current_stream()>>>(
-      out, lse, q, k, v, BH, seq_len, HS, T(scale));
+      out, lse, q, k, v, BH, Tq, Tk, HS, T(scale));
   CUDA_CHECK_LAUNCH("attention_forward_kernel");
 }
 
 template <class T>
 void attention_backward(T* dq, T* dk, T* dv, T* delta, const T* dout, const T* q, const T* k,
-                        const T* v, const T* out, const T* lse, int64_t BH, int64_t seq_len,
-                        int64_t HS, double scale) {
-  const int64_t rows = BH * seq_len;
-  if (rows == 0) return;
-  const unsigned grid = grid_for_rows(rows);
-  attention_dq_kernel<T><<<grid, kThreads, shared_bytes(HS, 3, 1, sizeof(T)),
-                           current_stream()>>>(dq, delta, dout, q, k, v, out, lse, BH, seq_len,
-                                               HS, T(scale));
-  CUDA_CHECK_LAUNCH("attention_dq_kernel");
-  attention_dkv_kernel<T><<<grid, kThreads, shared_bytes(HS, 4, 2, sizeof(T)),
-                            current_stream()>>>(dk, dv, dout, q, k, v, lse, delta, BH, seq_len,
+                        const T* v, const T* out, const T* lse, int64_t BH, int64_t Tq,
+                        int64_t Tk, int64_t HS, double scale) {
+  if (BH * Tk == 0) return;
+  // Tq == 0 < Tk (no new query rows) still needs dk = dv = 0: the dkv
+  // kernel writes every key row, here with an empty query loop.
+  if (BH * Tq > 0) {
+    attention_dq_kernel<T><<<grid_for_rows(BH * Tq), kThreads, shared_bytes(HS, 3, 1, sizeof(T)),
+                             current_stream()>>>(dq, delta, dout, q, k, v, out, lse, BH, Tq, Tk,
+                                                 HS, T(scale));
+    CUDA_CHECK_LAUNCH("attention_dq_kernel");
+  }
+  attention_dkv_kernel<T><<<grid_for_rows(BH * Tk), kThreads, shared_bytes(HS, 4, 2, sizeof(T)),
+                            current_stream()>>>(dk, dv, dout, q, k, v, lse, delta, BH, Tq, Tk,
                                                 HS, T(scale));
   CUDA_CHECK_LAUNCH("attention_dkv_kernel");
 }
 
 #define GL_INSTANTIATE(T)                                                                    \
   template void attention_forward<T>(T*, T*, const T*, const T*, const T*, int64_t, int64_t, \
-                                     int64_t, double);                                       \
+                                     int64_t, int64_t, double);                              \
   template void attention_backward<T>(T*, T*, T*, T*, const T*, const T*, const T*, const T*, \
-                                      const T*, const T*, int64_t, int64_t, int64_t, double);
+                                      const T*, const T*, int64_t, int64_t, int64_t, int64_t,   \
+                                      double);
 GL_INSTANTIATE(float)
 GL_INSTANTIATE(double)
 #undef GL_INSTANTIATE

@@ -1,6 +1,8 @@
 // Causal attention: f64 gradchecks of q, k and v at tiny shapes (T = 5 and
-// T = 1), the forward against a plain masked-softmax computation written
-// out with loops here, strided (permuted) inputs, and error messages.
+// T = 1, and fewer queries than keys as with a KV cache: Tq = 2 or 1 with
+// Tk = 5), the forward against a plain masked-softmax computation written
+// out with loops here, a query suffix against the last rows of the full
+// attention, strided (permuted) inputs, and error messages.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -14,29 +16,30 @@ using namespace gl::testing;
 namespace {
 
 // out[b,h,t] = sum_s P[t,s] v[s], P = softmax over s of scale*q_t.k_s with
-// s > t masked to -inf: the textbook composition, in double, no tricks.
+// s > t + Tk - Tq masked to -inf: the textbook composition, in double, no
+// tricks.
 std::vector<double> naive_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                     double scale) {
-  const int64_t B = q.size(0), NH = q.size(1), T = q.size(2), HS = q.size(3);
+  const int64_t B = q.size(0), NH = q.size(1), Tq = q.size(2), Tk = k.size(2), HS = q.size(3);
   const std::vector<double> Q = q.to_vector(), K = k.to_vector(), Vv = v.to_vector();
   std::vector<double> out(Q.size(), 0.0);
   for (int64_t bh = 0; bh < B * NH; ++bh) {
-    const int64_t base = bh * T * HS;
-    for (int64_t t = 0; t < T; ++t) {
-      std::vector<double> score(static_cast<size_t>(T));
-      for (int64_t s = 0; s < T; ++s) {
+    const int64_t qbase = bh * Tq * HS, kbase = bh * Tk * HS;
+    for (int64_t t = 0; t < Tq; ++t) {
+      std::vector<double> score(static_cast<size_t>(Tk));
+      for (int64_t s = 0; s < Tk; ++s) {
         double d = 0;
         for (int64_t i = 0; i < HS; ++i)
-          d += Q[size_t(base + t * HS + i)] * K[size_t(base + s * HS + i)];
-        score[size_t(s)] = s <= t ? scale * d : -INFINITY;
+          d += Q[size_t(qbase + t * HS + i)] * K[size_t(kbase + s * HS + i)];
+        score[size_t(s)] = s <= t + Tk - Tq ? scale * d : -INFINITY;
       }
       double mx = -INFINITY, z = 0;
       for (double x : score) mx = std::max(mx, x);
       for (double x : score) z += std::exp(x - mx);
-      for (int64_t s = 0; s < T; ++s) {
+      for (int64_t s = 0; s < Tk; ++s) {
         const double p = std::exp(score[size_t(s)] - mx) / z;
         for (int64_t i = 0; i < HS; ++i)
-          out[size_t(base + t * HS + i)] += p * Vv[size_t(base + s * HS + i)];
+          out[size_t(qbase + t * HS + i)] += p * Vv[size_t(kbase + s * HS + i)];
       }
     }
   }
@@ -58,6 +61,23 @@ TEST_CASE("gradcheck: attention q, k, v") {
   const Tensor q = rand({1, 2, 6, 4}, 4), k = rand({1, 2, 6, 4}, 5), v = rand({1, 2, 6, 4}, 6);
   CHECK(gradcheck("attention scale 3",
                   [](auto& x) { return attention(x[0], x[1], x[2], 3.0); }, {q, k, v}));
+}
+
+TEST_CASE("gradcheck: attention with fewer queries than keys (KV cache)") {
+  // {B, NH, HS}, Tq, Tk: the last Tq of Tk positions; Tq = 1 is one decode
+  // step, Tq = 2 a short continuation, Tq = 3 of 7 with an odd head size.
+  struct Case {
+    int64_t B, NH, HS, Tq, Tk;
+  };
+  for (const Case& c : {Case{2, 2, 4, 2, 5}, Case{2, 2, 4, 1, 5}, Case{1, 3, 3, 3, 7},
+                        Case{1, 1, 5, 1, 1}}) {
+    CAPTURE(c.Tq);
+    CAPTURE(c.Tk);
+    const Tensor q = rand({c.B, c.NH, c.Tq, c.HS}, 41), k = rand({c.B, c.NH, c.Tk, c.HS}, 42),
+                 v = rand({c.B, c.NH, c.Tk, c.HS}, 43);
+    CHECK(gradcheck("attention Tq < Tk",
+                    [](auto& x) { return attention(x[0], x[1], x[2], 0.6); }, {q, k, v}));
+  }
 }
 
 TEST_CASE("gradcheck: attention with q = k = v (fan-out into one input)") {
@@ -82,6 +102,48 @@ TEST_CASE("attention forward matches the naive masked softmax") {
     CHECK(got32.dtype() == DType::F32);
     CHECK(check_close("attention f32", got32, ref, 1e-5, 1e-5));
   }
+}
+
+TEST_CASE("attention with Tq < Tk matches the naive masked softmax") {
+  for (const Shape& ks : {Shape{2, 2, 5, 4}, Shape{1, 3, 17, 6}}) {
+    for (int64_t Tq : {int64_t(1), int64_t(2), int64_t(4)}) {
+      CAPTURE(shape_str(ks));
+      CAPTURE(Tq);
+      const Tensor q = randn({ks[0], ks[1], Tq, ks[3]}, 51), k = randn(ks, 52),
+                   v = randn(ks, 53);
+      const Tensor ref = Tensor::from_vector(naive_attention(q, k, v, 0.4), q.shape(), DType::F64);
+      CHECK(check_close("attention Tq < Tk", attention(Var(q), Var(k), Var(v), 0.4).value(), ref,
+                        1e-12, 1e-12));
+    }
+  }
+}
+
+TEST_CASE("attention(q[:, :, -m:], k, v) is the last m rows of the full attention") {
+  // The KV-cache identity: a decode step reproduces the full recomputation.
+  const Shape s{2, 3, 9, 5};
+  const Tensor q = randn(s, 61), k = randn(s, 62), v = randn(s, 63);
+  const Tensor full = attention(Var(q), Var(k), Var(v), 0.45).value();
+  for (int64_t m : {int64_t(1), int64_t(2), int64_t(5), int64_t(9)}) {
+    CAPTURE(m);
+    const Tensor tail = attention(Var(q.narrow(2, 9 - m, m)), Var(k), Var(v), 0.45).value();
+    CHECK(check_close("suffix rows", tail, full.narrow(2, 9 - m, m).contiguous(), 1e-14, 1e-13));
+    // f32 too: the same kernel path, only the dtype differs.
+    const Tensor q32 = q.to(DType::F32), k32 = k.to(DType::F32), v32 = v.to(DType::F32);
+    const Tensor full32 = attention(Var(q32), Var(k32), Var(v32), 0.45).value();
+    const Tensor tail32 = attention(Var(q32.narrow(2, 9 - m, m)), Var(k32), Var(v32), 0.45).value();
+    CHECK(check_close("suffix rows f32", tail32, full32.narrow(2, 9 - m, m).contiguous(), 1e-6,
+                      1e-6));
+  }
+}
+
+TEST_CASE("attention with no query rows: empty output, zero key gradients") {
+  Var q(Tensor::zeros({1, 2, 0, 3}, DType::F64), true), k(rand({1, 2, 4, 3}, 71), true),
+      v(rand({1, 2, 4, 3}, 72), true);
+  const Var out = attention(q, k, v, 1.0);
+  CHECK(out.shape() == Shape{1, 2, 0, 3});
+  sum(out).backward();
+  CHECK(check_close("dk", k.grad(), Tensor::zeros({1, 2, 4, 3}, DType::F64), 0, 0));
+  CHECK(check_close("dv", v.grad(), Tensor::zeros({1, 2, 4, 3}, DType::F64), 0, 0));
 }
 
 TEST_CASE("attention closed forms: T = 1 returns v and the first row returns v_0") {
@@ -124,9 +186,19 @@ TEST_CASE("attention errors name the op and tensors") {
   const Var q(Tensor::zeros({1, 2, 3, 4})), k(Tensor::zeros({1, 2, 3, 4})),
       v(Tensor::zeros({1, 2, 3, 4}));
   CHECK_THROWS_WITH_AS(attention(Var(Tensor::zeros({2, 3, 4})), k, v, 1.0),
-                       doctest::Contains("attention: q must be [B, NH, T, HS]"), Error);
+                       doctest::Contains("attention: q must be [B, NH, Tq, HS]"), Error);
+  // k longer than v, k with another head size, v with another batch.
   CHECK_THROWS_WITH_AS(attention(q, Var(Tensor::zeros({1, 2, 4, 4})), v, 1.0),
-                       doctest::Contains("attention: q, k, v must have one shape"), Error);
+                       doctest::Contains("attention: k and v must be [B, NH, Tk, HS]"), Error);
+  CHECK_THROWS_WITH_AS(attention(q, Var(Tensor::zeros({1, 2, 3, 5})), v, 1.0),
+                       doctest::Contains("attention: k and v must be [B, NH, Tk, HS]"), Error);
+  CHECK_THROWS_WITH_AS(attention(q, k, Var(Tensor::zeros({2, 2, 3, 4})), 1.0),
+                       doctest::Contains("attention: k and v must be [B, NH, Tk, HS]"), Error);
+  CHECK_THROWS_WITH_AS(attention(q, Var(Tensor::zeros({1, 2, 3})), v, 1.0),
+                       doctest::Contains("attention: k and v must be [B, NH, Tk, HS]"), Error);
+  // Fewer keys than queries: no alignment makes sense.
+  const Var k2(Tensor::zeros({1, 2, 2, 4})), v2(Tensor::zeros({1, 2, 2, 4}));
+  CHECK_THROWS_WITH_AS(attention(q, k2, v2, 1.0), doctest::Contains("(Tk >= Tq"), Error);
   CHECK_THROWS_WITH_AS(attention(q, k, Var(Tensor::zeros({1, 2, 3, 4}, DType::F64)), 1.0),
                        doctest::Contains("dtype mismatch"), Error);
   CHECK_THROWS_WITH_AS(attention(q, k, v, NAN), doctest::Contains("attention: scale"), Error);

@@ -1,5 +1,6 @@
-// CPU vs CUDA: causal attention and rotary embedding, outputs and every
-// input gradient (the backward is seeded with a random dL/dout).
+// CPU vs CUDA: causal attention (Tq == Tk and Tq < Tk) and rotary
+// embedding, outputs and every input gradient (the backward is seeded with
+// a random dL/dout).
 //
 // Tolerances (f32 inputs; |values| = O(1) with randn inputs):
 //   attention: the CPU sums in double, the GPU in f32 over up to T = 130
@@ -78,6 +79,36 @@ TEST_CASE("cuda parity: attention f32 at odd and even sizes") {
                  in, 2e-5, 1e-4, 1e-4, 1e-3, seed + 3));
     seed += 10;
   }
+}
+
+TEST_CASE("cuda parity: attention with fewer queries than keys (KV cache)") {
+  // {B, NH, HS}, Tq, Tk: decode steps (Tq = 1) at chunk-boundary lengths,
+  // short continuations, and Tq = Tk - 1. In the dk/dv kernel, key rows
+  // s < Tk - Tq see every query and later keys fewer: both regimes appear.
+  struct Case {
+    int64_t B, NH, HS, Tq, Tk;
+  };
+  const std::vector<Case> cases{{1, 2, 64, 1, 1},   {2, 3, 64, 1, 33},  {1, 2, 128, 1, 130},
+                                {2, 2, 24, 5, 37},  {1, 2, 7, 32, 65},  {2, 1, 128, 129, 130},
+                                {1, 1, 1, 3, 40}};
+  uint64_t seed = 300;
+  for (const Case& c : cases) {
+    CAPTURE(c.Tq);
+    CAPTURE(c.Tk);
+    CAPTURE(c.HS);
+    const double scale = 1.0 / std::sqrt(double(c.HS));
+    const std::vector<Tensor> in{randn({c.B, c.NH, c.Tq, c.HS}, seed, DType::F32),
+                                 randn({c.B, c.NH, c.Tk, c.HS}, seed + 1, DType::F32),
+                                 randn({c.B, c.NH, c.Tk, c.HS}, seed + 2, DType::F32)};
+    CHECK(parity("attention Tq<Tk",
+                 [scale](auto& v) { return attention(v[0], v[1], v[2], scale); }, in, 2e-5,
+                 1e-4, 1e-4, 1e-3, seed + 3));
+    seed += 10;
+  }
+  const std::vector<Tensor> in64{randn({2, 2, 3, 24}, 1), randn({2, 2, 37, 24}, 2),
+                                 randn({2, 2, 37, 24}, 3)};
+  CHECK(parity("attention Tq<Tk f64", [](auto& v) { return attention(v[0], v[1], v[2], 0.2); },
+               in64, 1e-12, 1e-10, 1e-12, 1e-10, 4));
 }
 
 TEST_CASE("cuda parity: attention f64 and a peaked softmax") {
