@@ -1,6 +1,10 @@
 // Rotary embedding, CPU reference: see cpu/rotary.h. The cos/sin table for
-// the T positions of this call is built once in double; rows then only
-// multiply and add.
+// the T positions of this call is built once; rows then only multiply and
+// add. The angles are computed in the op's dtype exactly as Hugging Face's
+// GPTNeoXRotaryEmbedding does in f32 (inv_freq = 1 / base^(2i/d) with a
+// float pow, theta = position * inv_freq rounded to float, then cos/sin of
+// that float): with f64 angles, position 2047 would be off by about 1e-4
+// rad from the reference model. f64 tensors get f64 angles.
 #include "cpu/rotary.h"
 
 #include <cmath>
@@ -15,11 +19,11 @@ static void rotary_apply(T* out, const T* x, int64_t BH, int64_t seq_len, int64_
   const int64_t half = rotary_dim / 2;
   std::vector<T> cos_t(size_t(seq_len * half)), sin_t(size_t(seq_len * half));
   for (int64_t i = 0; i < half; ++i) {
-    const double inv_freq = 1.0 / std::pow(base, double(2 * i) / double(rotary_dim));
+    const T inv_freq = T(1) / std::pow(T(base), T(2 * i) / T(rotary_dim));
     for (int64_t t = 0; t < seq_len; ++t) {
-      const double theta = double(position_offset + t) * inv_freq;
-      cos_t[size_t(t * half + i)] = T(std::cos(theta));
-      sin_t[size_t(t * half + i)] = T(sign * std::sin(theta));
+      const T theta = T(position_offset + t) * inv_freq;
+      cos_t[size_t(t * half + i)] = std::cos(theta);
+      sin_t[size_t(t * half + i)] = T(sign) * std::sin(theta);
     }
   }
   const int64_t rows = BH * seq_len;

@@ -10,10 +10,9 @@
 //   out_d        = x_d for d >= rotary_dim (pass-through)
 // Each pair (i, i+half) is rotated by theta, so the backward is the same
 // map with theta -> -theta (the inverse rotation, R^T = R^-1).
-// Angles, cos and sin are computed in double and then cast to T. HF's
-// GPTNeoXRotaryEmbedding computes inv_freq and the angles in f32, so its
-// cos/sin differ in the last bits at large positions; parity with HF is
-// checked elsewhere, not here.
+// Angles, cos and sin are computed in T: for f32 exactly the way HF's
+// GPTNeoXRotaryEmbedding forms them (f32 inv_freq and angle), so long
+// contexts rotate by the same rounded angles as the reference model.
 // Reference: Su et al., RoFormer (arXiv 2104.09864); HF transformers
 //   models/gpt_neox/modeling_gpt_neox.py (rotate_half, apply_rotary_pos_emb).
 // Conventions: outputs, inputs, sizes; dx is overwritten.

@@ -27,9 +27,10 @@ __global__ void rotary_kernel(T* out, const T* x, int64_t rows, int64_t seq_len,
       continue;
     }
     const int64_t i = d < half ? d : d - half;
-    const double inv_freq = 1.0 / pow(base, double(2 * i) / double(rotary_dim));
-    const double theta = double(position_offset + t) * inv_freq;
-    const T c = T(cos(theta)), s = T(sign * sin(theta));
+    // Angles in T, as the CPU kernel and Hugging Face compute them.
+    const T inv_freq = T(1) / pow(T(base), T(2 * i) / T(rotary_dim));
+    const T theta = T(position_offset + t) * inv_freq;
+    const T c = cos(theta), s = T(sign) * sin(theta);
     // Same expressions (and operand order) as the CPU kernel.
     if (d < half) out[e] = x[e] * c - x[e + half] * s;
     else out[e] = x[e] * c + x[e - half] * s;

@@ -15,14 +15,21 @@ using namespace gl::testing;
 namespace {
 
 // y for x [B, NH, T, HS] straight from the definition (GPT-NeoX rotate_half).
-std::vector<double> rotary_ref(const Tensor& x, int64_t rotary_dim, double base, int64_t offset) {
+// With hf_f32_angles the angle is formed as Hugging Face does for f32
+// models: inv_freq = 1 / base^(2i/d) in float, theta = float(pos * inv_freq).
+std::vector<double> rotary_ref(const Tensor& x, int64_t rotary_dim, double base, int64_t offset,
+                               bool hf_f32_angles = false) {
   const int64_t T = x.size(2), HS = x.size(3), rows = x.numel() / HS, half = rotary_dim / 2;
   const std::vector<double> X = x.to_vector();
   std::vector<double> Y = X;
   for (int64_t r = 0; r < rows; ++r) {
     const double pos = double(offset + r % T);
     for (int64_t i = 0; i < half; ++i) {
-      const double theta = pos / std::pow(base, 2.0 * double(i) / double(rotary_dim));
+      double theta = pos / std::pow(base, 2.0 * double(i) / double(rotary_dim));
+      if (hf_f32_angles) {
+        const float inv = 1.0f / std::pow(float(base), float(2 * i) / float(rotary_dim));
+        theta = double(float(pos) * inv);
+      }
       const double a = X[size_t(r * HS + i)], b = X[size_t(r * HS + i + half)];
       Y[size_t(r * HS + i)] = a * std::cos(theta) - b * std::sin(theta);
       Y[size_t(r * HS + i + half)] = b * std::cos(theta) + a * std::sin(theta);
@@ -53,8 +60,11 @@ TEST_CASE("rotary forward matches the formula, rest dims and position 0 untouche
       const Tensor ref = Tensor::from_vector(rotary_ref(x, rd, 10000.0, offset), x.shape(),
                                              DType::F64);
       CHECK(check_close("rotary f64", got, ref, 1e-13, 1e-13));
+      // f32 rotates by the f32-rounded angle, as the reference implementation.
       const Tensor got32 = rotary(Var(x.to(DType::F32)), rd, 10000.0, offset).value();
-      CHECK(check_close("rotary f32", got32, ref, 1e-5, 1e-5));
+      const Tensor ref32 = Tensor::from_vector(rotary_ref(x, rd, 10000.0, offset, true),
+                                               x.shape(), DType::F64);
+      CHECK(check_close("rotary f32", got32, ref32, 1e-5, 1e-5));
       // Dims >= rotary_dim are copied bit for bit.
       if (rd < 10)
         CHECK(check_close("pass-through", got.narrow(3, rd, 10 - rd), x.narrow(3, rd, 10 - rd),
