@@ -1,9 +1,9 @@
 // gridlock_train: the program behind ./train.
 //
 // Until the trainer (recipes, data pipeline, optimizers, checkpoints) lands
-// with the "Training" issue, this is the engine's smoke run: it trains the
-// minimal GPT-NeoX-style model of models/tiny_gpt.h, character level, on a
-// short embedded text, on the CPU (or a GPU with --device cuda), and prints
+// with the "Training" issue, this is the engine's smoke run: it trains a
+// tiny GPT-NeoX (models/gpt_neox.h, built by make_model), character level,
+// on a short embedded text, on the CPU (or a GPU with --device cuda), and prints
 // the loss falling and a greedy sample. Every op of the engine runs in it:
 // embedding, LayerNorm, fused QKV linear, split/permute/reshape, rotary,
 // fused causal attention, GELU, cross-entropy, and their backward passes.
@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "models/tiny_gpt.h"
+#include "models/model.h"
 
 using namespace gl;
 
@@ -69,10 +69,11 @@ struct Adam {
   double lr = 3e-3, beta1 = 0.9, beta2 = 0.99, eps = 1e-8;
   std::map<VarImpl*, std::pair<std::vector<double>, std::vector<double>>> state;
   int t = 0;
-  void step(const std::vector<std::pair<std::string, Var>>& params) {
+  void step(const std::vector<NamedParam>& params) {
     ++t;
     const double c1 = 1 - std::pow(beta1, t), c2 = 1 - std::pow(beta2, t);
-    for (const auto& [name, p] : params) {
+    for (const NamedParam& np : params) {
+      const Var& p = np.var;
       if (!p.grad().defined()) continue;
       const std::vector<double> g = p.grad().to_vector();
       std::vector<double> w = p.value().to_vector();
@@ -105,22 +106,26 @@ int main(int argc, char** argv) try {
   std::vector<int64_t> tokens;
   for (char ch : text) tokens.push_back(id_of[ch]);
 
-  TinyGptConfig cfg;
-  cfg.vocab = int64_t(chars.size());
-  cfg.C = 64;
-  cfg.NH = 4;
-  cfg.layers = 2;
-  cfg.rotary_dim = 4;
   const int64_t B = 8, T = 48;
+  // A tiny GPT-NeoX: 2 layers of 64 channels, 4 heads of 16 with rotary on
+  // the first 4 dims of each, parallel residual, untied head.
+  ModelConfig cfg = ModelConfig::preset("pythia-14m");
+  cfg.vocab_size = int64_t(chars.size());
+  cfg.hidden_size = 64;
+  cfg.num_heads = 4;
+  cfg.num_layers = 2;
+  cfg.intermediate_size = 4 * cfg.hidden_size;
+  cfg.rotary_pct = 0.25;
+  cfg.max_positions = T;
   Generator init_gen(args.seed), data_gen(args.seed + 1);
-  TinyGpt model(cfg, init_gen, DType::F32, args.device);
-  const auto params = model.parameters();
+  const std::unique_ptr<LanguageModel> model = make_model(cfg, init_gen, DType::F32, args.device);
+  const std::vector<NamedParam> params = model->parameters();
   int64_t n_params = 0;
-  for (const auto& [name, p] : params) n_params += p.numel();
-  std::printf("gridlock engine smoke run: tiny GPT-NeoX-style model, %lld parameters, vocab %lld "
+  for (const NamedParam& p : params) n_params += p.var.numel();
+  std::printf("gridlock engine smoke run: tiny GPT-NeoX model, %lld parameters, vocab %lld "
               "characters, %d steps of %lld x %lld tokens on %s\n",
-              (long long)n_params, (long long)cfg.vocab, args.steps, (long long)B, (long long)T,
-              args.device.name().c_str());
+              (long long)n_params, (long long)cfg.vocab_size, args.steps, (long long)B,
+              (long long)T, args.device.name().c_str());
 
   Adam opt;
   const auto start = std::chrono::steady_clock::now();
@@ -138,8 +143,8 @@ int main(int argc, char** argv) try {
     }
     const Tensor ids = Tensor::from_data(x, {B, T}, args.device);
     const Tensor targets = Tensor::from_data(y, {B, T}, args.device);
-    const Var loss = model.loss(ids, targets);
-    for (const auto& [name, p] : params) Var(p).zero_grad();
+    const Var loss = model->loss(ids, targets);
+    for (const NamedParam& p : params) Var(p.var).zero_grad();
     loss.backward();
     opt.step(params);
     last_loss = loss.value().item();
@@ -151,7 +156,7 @@ int main(int argc, char** argv) try {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("trained %d steps in %.1f s (%.0f tokens/s); loss %.3f -> %.3f (uniform guess: %.3f)\n",
               args.steps, secs, double(args.steps * B * T) / secs, first_loss, last_loss,
-              std::log(double(cfg.vocab)));
+              std::log(double(cfg.vocab_size)));
 
   // Greedy continuation of the text's opening.
   std::string sample = text.substr(0, 16);
@@ -163,7 +168,7 @@ int main(int argc, char** argv) try {
       for (size_t j = sample.size() - n; j < sample.size(); ++j) ctx.push_back(id_of[sample[j]]);
       const Tensor ids = Tensor::from_data(ctx, {1, int64_t(n)}, args.device);
       const std::vector<double> logits =
-          model.logits(ids).value().select(1, int64_t(n) - 1).to_vector();
+          model->logits(ids).value().select(1, int64_t(n) - 1).to_vector();
       size_t best = 0;
       for (size_t v = 1; v < logits.size(); ++v)
         if (logits[v] > logits[best]) best = v;

@@ -1,0 +1,108 @@
+// GPT-NeoX (Pythia): parameter table and forward pass. See gpt_neox.h for
+// the maths; the order of operations follows HF's modeling_gpt_neox.py so
+// that f32 results agree to rounding.
+#include "models/gpt_neox.h"
+
+#include <cmath>
+
+namespace gl {
+
+namespace {
+
+std::string layer_prefix(int64_t l) { return "gpt_neox.layers." + std::to_string(l) + "."; }
+
+}  // namespace
+
+std::vector<ParamSpec> gpt_neox_param_specs(const ModelConfig& cfg) {
+  const int64_t C = cfg.hidden_size, V = cfg.vocab_size, I = cfg.intermediate_size;
+  const double sd = cfg.initializer_range;  // HF _init_weights: normal(0, initializer_range)
+  std::vector<ParamSpec> s;
+  s.push_back({"gpt_neox.embed_in.weight", {V, C}, ParamInit::NORMAL, sd});
+  for (int64_t l = 0; l < cfg.num_layers; ++l) {
+    const std::string p = layer_prefix(l);
+    add_norm_specs(s, p + "input_layernorm", C, cfg.norm);
+    add_norm_specs(s, p + "post_attention_layernorm", C, cfg.norm);
+    s.push_back({p + "attention.query_key_value.weight", {3 * C, C}, ParamInit::NORMAL, sd});
+    s.push_back({p + "attention.query_key_value.bias", {3 * C}, ParamInit::ZEROS});
+    s.push_back({p + "attention.dense.weight", {C, C}, ParamInit::NORMAL, sd});
+    s.push_back({p + "attention.dense.bias", {C}, ParamInit::ZEROS});
+    s.push_back({p + "mlp.dense_h_to_4h.weight", {I, C}, ParamInit::NORMAL, sd});
+    s.push_back({p + "mlp.dense_h_to_4h.bias", {I}, ParamInit::ZEROS});
+    s.push_back({p + "mlp.dense_4h_to_h.weight", {C, I}, ParamInit::NORMAL, sd});
+    s.push_back({p + "mlp.dense_4h_to_h.bias", {C}, ParamInit::ZEROS});
+  }
+  add_norm_specs(s, "gpt_neox.final_layer_norm", C, cfg.norm);
+  // A tied head is embed_in itself; transformers then stores no embed_out.
+  if (!cfg.tie_embeddings) s.push_back({"embed_out.weight", {V, C}, ParamInit::NORMAL, sd});
+  return s;
+}
+
+Var gpt_neox_layer_forward(const Var& x, const GptNeoXLayer& p, const ModelConfig& cfg,
+                           int64_t position_offset, KVCache* cache, size_t layer) {
+  GL_CHECK(x.dim() == 3 && x.size(2) == cfg.hidden_size,
+           "gpt_neox layer: x must be [B, T, ", cfg.hidden_size, "], got ", x.describe());
+  const int64_t B = x.size(0), T = x.size(1), NH = cfg.num_heads;
+  const int64_t HS = cfg.head_size();
+  // HF: rotary_ndims = int(head_size * rotary_pct) (truncation, as Python's int()).
+  const auto rotary_dim = int64_t(double(HS) * cfg.rotary_pct);
+
+  auto attn = [&](const Var& a) {
+    // [B, T, 3C] -> [B, T, NH, 3 * HS]: per head q | k | v (HF's [NH, 3, HS] layout).
+    const Var qkv = reshape(linear(a, p.qkv_w, p.qkv_b), {B, T, NH, 3 * HS});
+    const std::vector<Var> parts = split(qkv, {HS, HS, HS}, 3);
+    auto heads = [](const Var& t) { return permute(t, {0, 2, 1, 3}); };  // [B, NH, T, HS]
+    const Var q = rotary(heads(parts[0]), rotary_dim, cfg.rotary_base, position_offset);
+    const Var k = rotary(heads(parts[1]), rotary_dim, cfg.rotary_base, position_offset);
+    const Var y = cached_attention(q, k, heads(parts[2]), 1.0 / std::sqrt(double(HS)), cache,
+                                   layer);
+    return linear(merge_heads(y), p.dense_w, p.dense_b);
+  };
+  auto mlp = [&](const Var& m) {
+    return linear(gelu(linear(m, p.fc_w, p.fc_b), cfg.gelu), p.proj_w, p.proj_b);
+  };
+  if (cfg.parallel_residual) {
+    // HF: hidden_states = mlp_output + attn_output + residual (this order).
+    const Var a = attn(norm_forward(p.ln1, x));
+    const Var m = mlp(norm_forward(p.ln2, x));
+    return add(add(m, a), x);
+  }
+  // HF: attn_output = attn_output + residual; hidden = mlp(ln2(attn_output)) + attn_output.
+  const Var h = add(attn(norm_forward(p.ln1, x)), x);
+  return add(mlp(norm_forward(p.ln2, h)), h);
+}
+
+GptNeoX::GptNeoX(ModelConfig c, std::vector<NamedParam> params)
+    : LanguageModel(std::move(c)), params_(std::move(params)) {
+  GL_CHECK(cfg_.arch == Arch::GPT_NEOX, "GptNeoX: config is not a GPT-NeoX config");
+  const ParamLookup P(params_);
+  embed_in = P.get("gpt_neox.embed_in.weight");
+  for (int64_t l = 0; l < cfg_.num_layers; ++l) {
+    const std::string p = layer_prefix(l);
+    GptNeoXLayer L;
+    L.ln1 = get_norm(P, p + "input_layernorm", cfg_);
+    L.ln2 = get_norm(P, p + "post_attention_layernorm", cfg_);
+    L.qkv_w = P.get(p + "attention.query_key_value.weight");
+    L.qkv_b = P.get(p + "attention.query_key_value.bias");
+    L.dense_w = P.get(p + "attention.dense.weight");
+    L.dense_b = P.get(p + "attention.dense.bias");
+    L.fc_w = P.get(p + "mlp.dense_h_to_4h.weight");
+    L.fc_b = P.get(p + "mlp.dense_h_to_4h.bias");
+    L.proj_w = P.get(p + "mlp.dense_4h_to_h.weight");
+    L.proj_b = P.get(p + "mlp.dense_4h_to_h.bias");
+    layers_.push_back(L);
+  }
+  final_norm = get_norm(P, "gpt_neox.final_layer_norm", cfg_);
+  embed_out = cfg_.tie_embeddings ? embed_in : P.get("embed_out.weight");
+}
+
+Var GptNeoX::logits(const Tensor& ids_in, KVCache* cache) const {
+  const Tensor ids = model_ids(ids_in, embed_in.device(), "gpt_neox");
+  const int64_t pos = cache ? cache->length : 0;
+  Var h = embedding(embed_in, ids);
+  for (size_t l = 0; l < layers_.size(); ++l)
+    h = gpt_neox_layer_forward(h, layers_[l], cfg_, pos, cache, l);
+  if (cache) cache->length = pos + ids.size(1);
+  return linear(norm_forward(final_norm, h), embed_out);
+}
+
+}  // namespace gl

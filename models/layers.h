@@ -1,0 +1,76 @@
+// Pieces shared by the GPT-NeoX and GPT-2 models: the parameter table
+// (ParamSpec: Hugging Face name, shape, initialisation), the switchable norm
+// and causal self-attention over an optional KV cache.
+//
+// The parameter table is the single source of truth for a model's weights:
+// make_model initialises from it, load_hf_model checks a checkpoint against
+// it, save_hf_model writes in its order, and the tests count parameters from
+// it without allocating anything.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/model.h"
+
+namespace gl {
+
+enum class ParamInit : uint8_t { NORMAL, ZEROS, ONES };
+
+struct ParamSpec {
+  std::string name;  // Hugging Face state-dict name
+  Shape shape;
+  ParamInit init = ParamInit::NORMAL;
+  double std = 0.0;  // NORMAL only
+};
+
+// The table of `cfg`, in Hugging Face state-dict order (tied weights once).
+std::vector<ParamSpec> param_specs(const ModelConfig& cfg);
+int64_t param_count(const ModelConfig& cfg);  // sum of the table's numels
+
+// The model of `cfg` around `params`, given in param_specs order with the
+// table's shapes (checked). The Vars are used as they are (not copied), so
+// a gradient check can pass its own inputs.
+std::unique_ptr<LanguageModel> build_model(const ModelConfig& cfg, const std::vector<Var>& params);
+
+// Looks parameters up by name while a model wires itself up.
+class ParamLookup {
+ public:
+  explicit ParamLookup(const std::vector<NamedParam>& params) : params_(params) {}
+  const Var& get(const std::string& name) const;  // throws if absent
+
+ private:
+  const std::vector<NamedParam>& params_;
+};
+
+// The norm option (spec.md section 3.7):
+//   LAYERNORM  (x - mean) / sqrt(var + eps) * weight + bias     "<norm>.weight", "<norm>.bias"
+//   RMSNORM    x / sqrt(mean(x^2) + eps) * weight               "<norm>.weight"
+//   SSNORM     x / sqrt(mean(x^2) + eps) * scale, one scalar    "<norm>.scale" [1]
+// (Single-Scale RMSNorm of Outlier-Safe Pre-Training, arXiv 2506.19697:
+// a single learnable gain, init 1, no bias.) All use the config's norm_eps.
+struct Norm {
+  NormKind kind = NormKind::LAYERNORM;
+  Var weight, bias, scale;
+  double eps = 1e-5;
+};
+void add_norm_specs(std::vector<ParamSpec>& specs, const std::string& prefix, int64_t C,
+                    NormKind kind);
+Norm get_norm(const ParamLookup& params, const std::string& prefix, const ModelConfig& cfg);
+Var norm_forward(const Norm& norm, const Var& x);
+
+// Causal self-attention of q, k, v [B, NH, T, HS] (k already rotated).
+// Without a cache: attention(q, k, v, scale). With one: k and v are written
+// into layer `layer`'s cache at positions cache->length ... and q attends
+// over every cached position (the caller advances cache->length once all
+// layers ran). Gradients still reach this call's q, k and v.
+Var cached_attention(const Var& q, const Var& k, const Var& v, double scale, KVCache* cache,
+                     size_t layer);
+
+// [B, NH, T, HS] -> [B, T, NH * HS].
+Var merge_heads(const Var& y);
+
+// ids [B, T] on the model's device; checks rank and dtype.
+Tensor model_ids(const Tensor& ids, Device device, const char* who);
+
+}  // namespace gl
