@@ -36,6 +36,14 @@ void dispatch(const char* op, const Tensor& like, CpuFn&& cpu_fn, CudaFn&& cuda_
   }
 }
 
+// Index tensors (token ids, targets): calls fn(int32_t{}) or fn(int64_t{})
+// by the dtype, which the op has already checked to be I32 or I64.
+template <class Fn>
+void with_index_type(const Tensor& ids, Fn&& fn) {
+  if (ids.dtype() == DType::I32) fn(int32_t{});
+  else fn(int64_t{});
+}
+
 // Checks shared by most ops: defined, floating, same dtype and device as `ref`.
 void check_same(const char* op, const Tensor& ref, const Tensor& other, const char* other_name);
 

@@ -17,17 +17,6 @@
 
 namespace gl {
 
-namespace {
-
-// Calls fn(int32_t{}) or fn(int64_t{}) by the index tensor's dtype.
-template <class Fn>
-void with_index_type(const Tensor& ids, Fn&& fn) {
-  if (ids.dtype() == DType::I32) fn(int32_t{});
-  else fn(int64_t{});
-}
-
-}  // namespace
-
 Var cross_entropy(const Var& logits, const Tensor& targets, int64_t ignore_index) {
   GL_CHECK(logits.defined() && targets.defined(), "cross_entropy: undefined input");
   GL_CHECK(logits.dim() >= 1, "cross_entropy: logits must be [..., V], got ", logits.describe());

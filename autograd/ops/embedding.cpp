@@ -10,17 +10,6 @@
 
 namespace gl {
 
-namespace {
-
-// Calls fn(int32_t{}) or fn(int64_t{}) by the index tensor's dtype.
-template <class Fn>
-void with_index_type(const Tensor& ids, Fn&& fn) {
-  if (ids.dtype() == DType::I32) fn(int32_t{});
-  else fn(int64_t{});
-}
-
-}  // namespace
-
 Var embedding(const Var& weight, const Tensor& ids) {
   GL_CHECK(weight.defined() && ids.defined(), "embedding: undefined input");
   GL_CHECK(weight.dim() == 2, "embedding: weight must be [V, C], got ", weight.describe());
