@@ -5,7 +5,8 @@
 // softmax runs row by row, and the output is a second GEMM; the Bq x Tk
 // score block lives only in per-thread scratch, so nothing T x T is kept
 // between forward and backward (only the output and the per-row lse).
-// GEMMs accumulate in T (as every BLAS does); the softmax sums in double.
+// GEMMs and exp run in T (as every BLAS and f32 attention does); the
+// softmax normaliser sums in double.
 #include "cpu/attention.h"
 
 #include <Eigen/Core>
@@ -38,18 +39,23 @@ void block_probs(Mat<T>& P, const T* q, const T* k, int64_t t0, int64_t nq, int6
   for (int64_t i = 0; i < nq; ++i) {
     const int64_t last = t0 + i + off;  // last visible key
     T* row = P.data() + i * nk;
-    double L;
+    // exp in T (as every f32 attention does); the normaliser sums in double.
+    const T sc = T(scale);
     if (lse_out) {
-      double m = -std::numeric_limits<double>::infinity();
-      for (int64_t s = 0; s <= last; ++s) m = std::max(m, scale * double(row[s]));
+      T m = -std::numeric_limits<T>::infinity();
+      for (int64_t s = 0; s <= last; ++s) m = std::max(m, sc * row[s]);
       double l = 0.0;
-      for (int64_t s = 0; s <= last; ++s) l += std::exp(scale * double(row[s]) - m);
-      L = m + std::log(l);
-      lse_out[t0 + i] = T(L);
+      for (int64_t s = 0; s <= last; ++s) {
+        row[s] = std::exp(sc * row[s] - m);
+        l += double(row[s]);
+      }
+      const T inv = T(1.0 / l);
+      for (int64_t s = 0; s <= last; ++s) row[s] *= inv;
+      lse_out[t0 + i] = T(double(m) + std::log(l));
     } else {
-      L = double(lse_in[t0 + i]);
+      const T L = lse_in[t0 + i];
+      for (int64_t s = 0; s <= last; ++s) row[s] = std::exp(sc * row[s] - L);
     }
-    for (int64_t s = 0; s <= last; ++s) row[s] = T(std::exp(scale * double(row[s]) - L));
     for (int64_t s = last + 1; s < nk; ++s) row[s] = T(0);
   }
 }
