@@ -63,11 +63,22 @@ void accumulate(T* dst, const T* src, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
 }
 
+template <class T>
+void add_bias_rows(T* y, const T* bias, int64_t rows, int64_t cols) {
+#pragma omp parallel for schedule(static) if (rows * cols > (1 << 15))
+  for (int64_t r = 0; r < rows; ++r) {
+    T* row = y + r * cols;
+#pragma omp simd
+    for (int64_t c = 0; c < cols; ++c) row[c] += bias[c];
+  }
+}
+
 #define GL_INSTANTIATE(T)                                                                  \
   template void binary_forward<T>(T*, const T*, const T*, BinaryOp, const BroadcastIndex&, \
                                   int64_t);                                                \
   template void affine_forward<T>(T*, const T*, double, double, int64_t);                  \
-  template void accumulate<T>(T*, const T*, int64_t);
+  template void accumulate<T>(T*, const T*, int64_t);                                      \
+  template void add_bias_rows<T>(T*, const T*, int64_t, int64_t);
 GL_INSTANTIATE(float)
 GL_INSTANTIATE(double)
 #undef GL_INSTANTIATE

@@ -28,6 +28,9 @@ void affine_forward(T* out, const T* x, double alpha, double beta, int64_t n);
 // dst += src.
 template <class T>
 void accumulate(T* dst, const T* src, int64_t n);
+// y[r, c] += bias[c] for a contiguous [rows, cols] y (Linear's bias, in place).
+template <class T>
+void add_bias_rows(T* y, const T* bias, int64_t rows, int64_t cols);
 }  // namespace cpu
 
 }  // namespace gl

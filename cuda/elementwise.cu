@@ -52,7 +52,23 @@ __global__ void accumulate_kernel(T* dst, const T* src, int64_t n) {
     dst[i] += src[i];
 }
 
+template <class T>
+__global__ void add_bias_rows_kernel(T* y, const T* bias, int64_t rows, int64_t cols) {
+  const int64_t n = rows * cols;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    y[i] += bias[i % cols];
+}
+
 }  // namespace
+
+template <class T>
+void add_bias_rows(T* y, const T* bias, int64_t rows, int64_t cols) {
+  if (rows * cols == 0) return;
+  add_bias_rows_kernel<T><<<blocks_for(rows * cols, kThreads), kThreads, 0, current_stream()>>>(
+      y, bias, rows, cols);
+  CUDA_CHECK_LAUNCH("add_bias_rows_kernel");
+}
 
 template <class T>
 void binary_forward(T* out, const T* a, const T* b, BinaryOp op, const BroadcastIndex& idx,
@@ -82,7 +98,8 @@ void accumulate(T* dst, const T* src, int64_t n) {
   template void binary_forward<T>(T*, const T*, const T*, BinaryOp, const BroadcastIndex&, \
                                   int64_t);                                                \
   template void affine_forward<T>(T*, const T*, double, double, int64_t);                  \
-  template void accumulate<T>(T*, const T*, int64_t);
+  template void accumulate<T>(T*, const T*, int64_t);                                      \
+  template void add_bias_rows<T>(T*, const T*, int64_t, int64_t);
 GL_INSTANTIATE(float)
 GL_INSTANTIATE(double)
 #undef GL_INSTANTIATE

@@ -4,7 +4,9 @@
 #include "autograd/ops/elementwise.h"
 #include "autograd/ops/reduce.h"
 #include "autograd/tape.h"
+#include "cpu/elementwise.h"
 #include "cpu/matmul.h"
+#include "cuda/elementwise.h"
 #include "cuda/matmul.h"
 
 namespace gl {
@@ -96,15 +98,36 @@ Var matmul(const Var& a, const Var& b, bool trans_a, bool trans_b) {
                 });
 }
 
+// y = x . W^T + b as one op: the bias is added in place into the fresh
+// matmul output (no second output-sized buffer), and backward writes
+//   dx = dy . W,  dW = dy^T . x (rows of all batch dims folded),  db = sum_rows dy.
 Var linear(const Var& x, const Var& weight, const Var& bias) {
   GL_CHECK(weight.dim() == 2, "linear: weight must be [out, in], got ", weight.describe());
-  GL_CHECK(x.size(-1) == weight.size(1), "linear: input ", x.describe(),
+  GL_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "linear: input ", x.describe(),
            " does not match weight ", weight.describe(), " (in_features ", weight.size(1), ")");
-  Var y = matmul(x, weight, false, true);
-  if (!bias.defined()) return y;
+  if (!bias.defined()) return matmul(x, weight, false, true);
   GL_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), "linear: bias ", bias.describe(),
            " does not match weight ", weight.describe());
-  return add(y, bias);
+  check_same("linear", x.value(), bias.value(), "bias");
+  Tensor y = matmul_tensor(x.value(), weight.value(), false, true);
+  const Tensor b = bias.value().contiguous();
+  const int64_t cols = weight.size(0), rows = cols ? y.numel() / cols : 0;
+  dispatch("linear", y,
+      [&](auto t) {
+        using T = decltype(t);
+        cpu::add_bias_rows<T>(y.data<T>(), b.data<T>(), rows, cols);
+      },
+      [&](auto t) {
+        using T = decltype(t);
+        cuda::add_bias_rows<T>(y.data<T>(), b.data<T>(), rows, cols);
+      });
+  return record("linear", y, {&x, &weight, &bias}, [x, weight, bias](const Tensor& dy) {
+    const Tensor dy2 = dy.reshape({-1, dy.size(-1)});
+    if (x.requires_grad()) accumulate_grad(x, matmul_tensor(dy, weight.value()));
+    if (weight.requires_grad())
+      accumulate_grad(weight, matmul_tensor(dy2, x.value().reshape({-1, x.size(-1)}), true));
+    if (bias.requires_grad()) accumulate_grad(bias, sum_tensor(dy2, {0}, false));
+  });
 }
 
 }  // namespace gl

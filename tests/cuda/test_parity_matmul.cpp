@@ -51,3 +51,21 @@ TEST_CASE("cuda parity: f64 matmul and row sums") {
                       sum_tensor(x, {0}, false), 1e-4, 1e-5));
   }
 }
+
+TEST_CASE("cuda parity: linear with bias (fused in-place bias add) and its gradients") {
+  for (const Shape& xs : {Shape{3, 17}, Shape{2, 5, 33}, Shape{1, 1, 64}}) {
+    const int64_t in = xs.back(), out = 65;
+    Var x(rand(xs, 40, DType::F32), true), w(rand({out, in}, 41, DType::F32), true);
+    Var b(rand({out}, 42, DType::F32), true);
+    Var xg(x.value().to(Device::cuda()), true), wg(w.value().to(Device::cuda()), true);
+    Var bg(b.value().to(Device::cuda()), true);
+    const Var y = linear(x, w, b), yg = linear(xg, wg, bg);
+    const Tensor R = rand(y.shape(), 43, DType::F32);
+    sum(mul(y, Var(R))).backward();
+    sum(mul(yg, Var(R.to(Device::cuda())))).backward();
+    CHECK(check_close("linear out", yg.value(), y.value(), 1e-4, 1e-4));
+    CHECK(check_close("linear dx", xg.grad(), x.grad(), 1e-4, 1e-4));
+    CHECK(check_close("linear dw", wg.grad(), w.grad(), 1e-4, 1e-4));
+    CHECK(check_close("linear db", bg.grad(), b.grad(), 1e-4, 1e-4));
+  }
+}
