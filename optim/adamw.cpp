@@ -1,0 +1,115 @@
+// AdamW's update kernel and wrapper; the maths is in optim/adamw.h.
+#include "optim/adamw.h"
+
+#include <cmath>
+
+namespace gl {
+
+namespace {
+
+// One AdamW step over n contiguous elements, in torch 1.13's
+// _single_tensor_adamw order: decay, moments, then
+// param += -step_size * m / (sqrt(v) / bc2_sqrt + eps).
+template <class T>
+void adamw_update_cpu(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, int64_t n,
+                      const AdamWHyper& h) {
+  const T decay = T(1.0 - h.lr * h.weight_decay);
+  const T b1 = T(h.beta1), one_minus_b1 = T(1.0 - h.beta1);
+  const T b2 = T(h.beta2), one_minus_b2 = T(1.0 - h.beta2);
+  const double bc1 = 1.0 - std::pow(h.beta1, double(h.step));
+  const double bc2 = 1.0 - std::pow(h.beta2, double(h.step));
+  const T neg_step_size = T(-(h.lr / bc1));
+  const T bc2_sqrt = T(std::sqrt(bc2));
+  const T eps = T(h.eps);
+  const bool decays = h.weight_decay != 0.0;
+#pragma omp parallel for if (n > (1 << 16)) schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const T g = grad[i];
+    T p = param[i];
+    if (decays) p = p * decay;
+    const T m = exp_avg[i] * b1 + g * one_minus_b1;
+    const T v = exp_avg_sq[i] * b2 + one_minus_b2 * g * g;
+    const T denom = std::sqrt(v) / bc2_sqrt + eps;
+    exp_avg[i] = m;
+    exp_avg_sq[i] = v;
+    param[i] = p + neg_step_size * (m / denom);
+  }
+}
+
+}  // namespace
+
+void adamw_update(Tensor& param, Tensor& exp_avg, Tensor& exp_avg_sq, const Tensor& grad,
+                  const AdamWHyper& h) {
+  GL_CHECK(h.step >= 1, "adamw: step must be >= 1, got ", h.step);
+  GL_CHECK(param.is_contiguous(), "adamw: param must be contiguous, got ", param.describe());
+  check_operand("adamw", param, exp_avg, "exp_avg");
+  check_operand("adamw", param, exp_avg_sq, "exp_avg_sq");
+  check_operand("adamw", param, grad, "grad");
+  optim_dispatch("adamw", param, [&](auto tag) {
+    using T = decltype(tag);
+    adamw_update_cpu<T>(param.data<T>(), exp_avg.data<T>(), exp_avg_sq.data<T>(), grad.data<T>(),
+                        param.numel(), h);
+  });
+}
+
+AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions opts)
+    : Optimizer(std::move(groups)), opts_(opts) {
+  GL_CHECK(opts_.beta1 >= 0 && opts_.beta1 < 1 && opts_.beta2 >= 0 && opts_.beta2 < 1,
+           "adamw: betas must be in [0, 1), got (", opts_.beta1, ", ", opts_.beta2, ")");
+  GL_CHECK(opts_.eps >= 0, "adamw: eps must be >= 0, got ", opts_.eps);
+}
+
+void AdamW::step(double lr) {
+  NoGradGuard no_grad;
+  for (ParamGroup& group : groups_)
+    for (NamedParam& p : group.params) {
+      if (!p.var.grad().defined()) continue;
+      const Tensor g = checked_grad("adamw", p);
+      Slot& s = slots_[p.name];
+      if (!s.exp_avg.defined()) {
+        s.exp_avg = Tensor::zeros_like(p.var.value());
+        s.exp_avg_sq = Tensor::zeros_like(p.var.value());
+      }
+      s.step += 1;
+      AdamWHyper h;
+      h.lr = lr * group.lr_scale;
+      h.beta1 = opts_.beta1;
+      h.beta2 = opts_.beta2;
+      h.eps = opts_.eps;
+      h.weight_decay = group.weight_decay;
+      h.step = s.step;
+      adamw_update(p.var.mutable_value(), s.exp_avg, s.exp_avg_sq, g, h);
+    }
+}
+
+NamedTensors AdamW::state() const {
+  NamedTensors out;
+  for (const ParamGroup& group : groups_)
+    for (const NamedParam& p : group.params) {
+      auto it = slots_.find(p.name);
+      if (it == slots_.end()) continue;
+      out.emplace_back("exp_avg." + p.name, it->second.exp_avg.clone());
+      out.emplace_back("exp_avg_sq." + p.name, it->second.exp_avg_sq.clone());
+      out.emplace_back("step." + p.name, step_tensor(it->second.step));
+    }
+  return out;
+}
+
+void AdamW::load_state(const NamedTensors& state) {
+  std::vector<std::string> known;
+  std::map<std::string, Slot> loaded;
+  for (const ParamGroup& group : groups_)
+    for (const NamedParam& p : group.params) {
+      for (const char* k : {"exp_avg.", "exp_avg_sq.", "step."}) known.push_back(k + p.name);
+      if (!find_state(state, "step." + p.name)) continue;  // never stepped
+      Slot s;
+      load_state_tensor("adamw", state, "exp_avg." + p.name, p.var.value(), s.exp_avg);
+      load_state_tensor("adamw", state, "exp_avg_sq." + p.name, p.var.value(), s.exp_avg_sq);
+      s.step = step_value("adamw", state, "step." + p.name);
+      loaded[p.name] = std::move(s);
+    }
+  check_state_keys("adamw", state, known);
+  slots_ = std::move(loaded);
+}
+
+}  // namespace gl

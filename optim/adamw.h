@@ -1,0 +1,64 @@
+// AdamW: Adam with decoupled weight decay (Loshchilov & Hutter, arXiv
+// 1711.05101), exactly as torch.optim.AdamW (1.13, amsgrad off), spec 3.1.
+// For t = 1, 2, ... and each parameter θ with gradient g:
+//
+//   θ ← θ · (1 − γ·λ)                        decoupled decay (λ = 0: no-decay group)
+//   m ← β1·m + (1−β1)·g
+//   v ← β2·v + (1−β2)·g²
+//   θ ← θ − (γ / (1−β1^t)) · m / (sqrt(v) / sqrt(1−β2^t) + ε)
+//
+// i.e. ε is added to sqrt(v̂), not inside the square root (torch's placement;
+// the fixtures in tests/reference/fixtures/optim check it). The scalar
+// factors (1−γλ, γ/(1−β1^t), sqrt(1−β2^t)) are computed in double and the
+// elementwise work in the parameter's dtype, in torch's order of operations.
+//
+// Defaults are Pythia's (spec 2.2): betas (0.9, 0.95), ε 1e-8; weight decay
+// 0.1 on the decay group of default_param_groups (norms and biases get 0).
+// torch's own defaults differ: betas (0.9, 0.999), λ 1e-2.
+// State per parameter: exp_avg (m), exp_avg_sq (v), step (t; advances only
+// when the parameter has a grad, as torch's per-parameter step does).
+#pragma once
+#include <map>
+
+#include "optim/optimizer.h"
+
+namespace gl {
+
+struct AdamWOptions {
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+};
+
+struct AdamWHyper {
+  double lr = 0.0;
+  double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
+  double weight_decay = 0.0;
+  int64_t step = 1;  // t, already incremented for this update (>= 1)
+};
+
+// The pure update: param, exp_avg, exp_avg_sq in place (contiguous, same
+// shape/dtype/device as grad). CPU f32/f64.
+void adamw_update(Tensor& param, Tensor& exp_avg, Tensor& exp_avg_sq, const Tensor& grad,
+                  const AdamWHyper& h);
+
+class AdamW : public Optimizer {
+ public:
+  AdamW(std::vector<ParamGroup> groups, AdamWOptions opts = {});
+  void step(double lr) override;
+  // "exp_avg.<name>", "exp_avg_sq.<name>", "step.<name>" (i64 [1]) for every
+  // param that has taken a step.
+  NamedTensors state() const override;
+  void load_state(const NamedTensors& state) override;
+  const AdamWOptions& options() const { return opts_; }
+
+ private:
+  struct Slot {
+    Tensor exp_avg, exp_avg_sq;
+    int64_t step = 0;
+  };
+  AdamWOptions opts_;
+  std::map<std::string, Slot> slots_;  // by parameter name
+};
+
+}  // namespace gl

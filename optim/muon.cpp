@@ -1,0 +1,153 @@
+// Muon's Newton-Schulz iteration, update and optimizer; the maths is in
+// optim/muon.h.
+#include "optim/muon.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "autograd/ops/elementwise.h"
+#include "autograd/ops/matmul.h"
+#include "autograd/ops/reduce.h"
+
+namespace gl {
+
+namespace {
+
+bool contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
+
+std::vector<ParamGroup> muon_groups(const std::vector<NamedParam>& params, const MuonOptions& o) {
+  ParamGroup muon;
+  muon.weight_decay = o.weight_decay;
+  std::vector<NamedParam> rest;
+  for (const NamedParam& p : params) (is_muon_param(p) ? muon.params : rest).push_back(p);
+  std::vector<ParamGroup> groups;
+  if (!muon.params.empty()) groups.push_back(std::move(muon));
+  for (ParamGroup& g : default_param_groups(rest, o.adam_weight_decay)) {
+    g.lr_scale = o.adam_lr_scale;
+    groups.push_back(std::move(g));
+  }
+  return groups;
+}
+
+// momentum ← lerp(momentum, grad, 1−β); returns U (see the header). torch's
+// lerp: w < 0.5 ? a + w·(b − a) : b − (b − a)·(1 − w).
+template <class T>
+T lerp(T a, T b, T w) {
+  return w < T(0.5) ? a + w * (b - a) : b - (b - a) * (T(1) - w);
+}
+
+}  // namespace
+
+bool is_muon_param(const NamedParam& p) {
+  return p.var.dim() == 2 && (contains(p.name, ".layers.") || contains(p.name, ".h."));
+}
+
+Tensor zeropower_via_newtonschulz5(const Tensor& G, int steps) {
+  GL_CHECK(G.dim() == 2, "zeropower_via_newtonschulz5: G must be 2-D, got ", G.describe());
+  GL_CHECK(steps >= 0, "zeropower_via_newtonschulz5: steps must be >= 0, got ", steps);
+  const double a = 3.4445, b = -4.7750, c = 2.0315;
+  const bool transposed = G.size(0) > G.size(1);
+  Tensor X = transposed ? G.transpose(0, 1).contiguous() : G.contiguous();
+  const double norm = std::sqrt(sum_tensor(binary(X, X, BinaryOp::MUL), {}, false).item());
+  X = binary(X, Tensor::full({1}, norm + 1e-7, X.dtype(), X.device()), BinaryOp::DIV);
+  for (int i = 0; i < steps; ++i) {
+    const Tensor A = matmul_tensor(X, X, false, true);
+    const Tensor B = binary(affine(A, b, 0.0), matmul_tensor(affine(A, c, 0.0), A), BinaryOp::ADD);
+    X = binary(affine(X, a, 0.0), matmul_tensor(B, X), BinaryOp::ADD);
+  }
+  return transposed ? X.transpose(0, 1).contiguous() : X;
+}
+
+Tensor muon_update(const Tensor& grad, Tensor& momentum, double beta, int ns_steps, bool nesterov) {
+  GL_CHECK(grad.dim() == 2, "muon_update: grad must be 2-D, got ", grad.describe());
+  GL_CHECK(beta >= 0 && beta < 1, "muon_update: beta must be in [0, 1), got ", beta);
+  const Tensor g = grad.contiguous();
+  check_operand("muon_update", g, momentum, "momentum");
+  Tensor u = Tensor::empty_like(g);
+  optim_dispatch("muon_update", g, [&](auto tag) {
+    using T = decltype(tag);
+    const T* gp = g.data<T>();
+    T* mp = momentum.data<T>();
+    T* up = u.data<T>();
+    const T w_m = T(1.0 - beta), w_u = T(beta);
+    const int64_t n = g.numel();
+    for (int64_t i = 0; i < n; ++i) {
+      mp[i] = lerp(mp[i], gp[i], w_m);
+      up[i] = nesterov ? lerp(gp[i], mp[i], w_u) : mp[i];
+    }
+  });
+  Tensor o = zeropower_via_newtonschulz5(u, ns_steps);
+  const double s = std::sqrt(std::max(1.0, double(g.size(0)) / double(g.size(1))));
+  return s == 1.0 ? o : affine(o, s, 0.0);
+}
+
+Muon::Muon(const std::vector<NamedParam>& params, MuonOptions opts)
+    : Optimizer(muon_groups(params, opts)), opts_(opts) {
+  GL_CHECK(opts_.momentum >= 0 && opts_.momentum < 1, "muon: momentum must be in [0, 1), got ",
+           opts_.momentum);
+  std::vector<ParamGroup> adam_groups;
+  for (const ParamGroup& g : groups_)
+    if (g.params.empty() || !is_muon_param(g.params[0])) adam_groups.push_back(g);
+  adam_ = std::make_unique<AdamW>(std::move(adam_groups), opts_.adam);
+}
+
+void Muon::step(double lr) {
+  NoGradGuard no_grad;
+  for (ParamGroup& group : groups_) {
+    if (group.params.empty() || !is_muon_param(group.params[0])) continue;  // AdamW's
+    const double glr = lr * group.lr_scale;
+    for (NamedParam& p : group.params) {
+      if (!p.var.grad().defined()) continue;
+      const Tensor g = checked_grad("muon", p);
+      Tensor& m = momentum_[p.name];
+      if (!m.defined()) m = Tensor::zeros_like(g);
+      const Tensor o = muon_update(g, m, opts_.momentum, opts_.ns_steps, opts_.nesterov);
+      Tensor& w = p.var.mutable_value();
+      optim_dispatch("muon", w, [&](auto tag) {
+        using T = decltype(tag);
+        T* wp = w.data<T>();
+        const T* op = o.data<T>();
+        const T decay = T(1.0 - glr * group.weight_decay), neg_lr = T(-glr);
+        const bool decays = group.weight_decay != 0.0;
+        const int64_t n = w.numel();
+        for (int64_t i = 0; i < n; ++i) wp[i] = (decays ? wp[i] * decay : wp[i]) + neg_lr * op[i];
+      });
+    }
+  }
+  adam_->step(lr);
+}
+
+NamedTensors Muon::state() const {
+  NamedTensors out;
+  for (const ParamGroup& group : groups_)
+    for (const NamedParam& p : group.params) {
+      auto it = momentum_.find(p.name);
+      if (it != momentum_.end()) out.emplace_back("muon_momentum." + p.name, it->second.clone());
+    }
+  for (auto& kv : adam_->state()) out.push_back(std::move(kv));
+  return out;
+}
+
+void Muon::load_state(const NamedTensors& state) {
+  const std::string prefix = "muon_momentum.";
+  NamedTensors adam_state;
+  std::vector<std::string> known;
+  for (const auto& kv : state)
+    if (kv.first.compare(0, prefix.size(), prefix) != 0) adam_state.push_back(kv);
+  std::map<std::string, Tensor> loaded;
+  for (const ParamGroup& group : groups_)
+    for (const NamedParam& p : group.params) {
+      if (!is_muon_param(p)) continue;
+      known.push_back(prefix + p.name);
+      if (find_state(state, prefix + p.name))
+        load_state_tensor("muon", state, prefix + p.name, p.var.value(), loaded[p.name]);
+    }
+  NamedTensors muon_state;
+  for (const auto& kv : state)
+    if (kv.first.compare(0, prefix.size(), prefix) == 0) muon_state.push_back(kv);
+  check_state_keys("muon", muon_state, known);
+  adam_->load_state(adam_state);
+  momentum_ = std::move(loaded);
+}
+
+}  // namespace gl

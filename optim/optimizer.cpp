@@ -1,0 +1,157 @@
+// Parameter groups, global-norm clipping and the shared optimizer plumbing;
+// the maths and conventions are in optim/optimizer.h.
+#include "optim/optimizer.h"
+
+#include <cmath>
+#include <set>
+
+namespace gl {
+
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Sum of squares of a tensor, accumulated in double.
+double sum_squares(const Tensor& t) {
+  const Tensor c = t.contiguous();
+  double acc = 0.0;
+  optim_dispatch("grad_norm", c, [&](auto tag) {
+    using T = decltype(tag);
+    const T* p = c.data<T>();
+    const int64_t n = c.numel();
+    for (int64_t i = 0; i < n; ++i) acc += double(p[i]) * double(p[i]);
+  });
+  return acc;
+}
+
+}  // namespace
+
+bool is_no_decay_param(const NamedParam& p) {
+  const std::string& n = p.name;
+  if (p.var.dim() <= 1) return true;
+  if (ends_with(n, ".bias") || ends_with(n, ".scale")) return true;
+  const bool normish = n.find("norm") != std::string::npos || n.find("ln_") != std::string::npos;
+  return normish && ends_with(n, ".weight");
+}
+
+std::vector<ParamGroup> default_param_groups(const std::vector<NamedParam>& params,
+                                             double weight_decay) {
+  ParamGroup decay, no_decay;
+  decay.weight_decay = weight_decay;
+  no_decay.weight_decay = 0.0;
+  for (const NamedParam& p : params) (is_no_decay_param(p) ? no_decay : decay).params.push_back(p);
+  std::vector<ParamGroup> out;
+  if (!decay.params.empty()) out.push_back(std::move(decay));
+  if (!no_decay.params.empty()) out.push_back(std::move(no_decay));
+  return out;
+}
+
+double grad_norm(const std::vector<NamedParam>& params) {
+  // torch takes the norm of the per-tensor norms; the square root of the sum
+  // of all squares is the same number (in exact arithmetic).
+  double total = 0.0;
+  for (const NamedParam& p : params)
+    if (p.var.defined() && p.var.grad().defined()) total += sum_squares(p.var.grad());
+  return std::sqrt(total);
+}
+
+double clip_grad_norm(const std::vector<NamedParam>& params, double max_norm) {
+  GL_CHECK(max_norm > 0, "clip_grad_norm: max_norm must be > 0, got ", max_norm);
+  const double total = grad_norm(params);
+  if (!std::isfinite(total)) return total;
+  const double coef = max_norm / (total + 1e-6);
+  if (coef < 1.0) scale_grads(params, coef);
+  return total;
+}
+
+void scale_grads(const std::vector<NamedParam>& params, double factor) {
+  for (const NamedParam& p : params) {
+    if (!p.var.defined() || !p.var.grad().defined()) continue;
+    Tensor g = checked_grad("scale_grads", p);
+    optim_dispatch("scale_grads", g, [&](auto tag) {
+      using T = decltype(tag);
+      T* d = g.data<T>();
+      const T f = T(factor);  // torch multiplies by the coefficient cast to the grad's dtype
+      const int64_t n = g.numel();
+      for (int64_t i = 0; i < n; ++i) d[i] *= f;
+    });
+    // checked_grad may have made a contiguous copy: write it back.
+    if (!g.shares_storage(p.var.grad())) p.var.impl()->grad.copy_(g);
+  }
+}
+
+Optimizer::Optimizer(std::vector<ParamGroup> groups) : groups_(std::move(groups)) {
+  std::set<std::string> seen;
+  for (const ParamGroup& g : groups_)
+    for (const NamedParam& p : g.params) {
+      GL_CHECK(p.var.defined(), "optimizer: parameter '", p.name, "' is undefined");
+      GL_CHECK(seen.insert(p.name).second, "optimizer: parameter '", p.name,
+               "' appears twice (names key the optimizer state)");
+      GL_CHECK(p.var.value().is_contiguous(), "optimizer: parameter '", p.name,
+               "' is not contiguous: ", p.var.describe());
+    }
+}
+
+void Optimizer::zero_grad() {
+  for (ParamGroup& g : groups_)
+    for (NamedParam& p : g.params) p.var.zero_grad();
+}
+
+std::vector<NamedParam> Optimizer::params() const {
+  std::vector<NamedParam> out;
+  for (const ParamGroup& g : groups_) out.insert(out.end(), g.params.begin(), g.params.end());
+  return out;
+}
+
+void check_operand(const char* op, const Tensor& param, const Tensor& t, const char* name) {
+  GL_CHECK(t.defined(), op, ": ", name, " is undefined");
+  GL_CHECK(t.shape() == param.shape() && t.dtype() == param.dtype() && t.device() == param.device(),
+           op, ": ", name, " ", t.describe(), " does not match the parameter ", param.describe());
+  GL_CHECK(t.is_contiguous(), op, ": ", name, " must be contiguous, got ", t.describe());
+}
+
+Tensor checked_grad(const char* op, const NamedParam& p) {
+  const Tensor& g = p.var.grad();
+  GL_CHECK(g.defined(), op, ": parameter '", p.name, "' has no grad");
+  GL_CHECK(g.shape() == p.var.shape() && g.dtype() == p.var.dtype() && g.device() == p.var.device(),
+           op, ": grad ", g.describe(), " of '", p.name, "' does not match its value ",
+           p.var.describe());
+  return g.contiguous();
+}
+
+const Tensor* find_state(const NamedTensors& state, const std::string& key) {
+  for (const auto& kv : state)
+    if (kv.first == key) return &kv.second;
+  return nullptr;
+}
+
+void load_state_tensor(const char* op, const NamedTensors& state, const std::string& key,
+                       const Tensor& like, Tensor& dst) {
+  const Tensor* src = find_state(state, key);
+  GL_CHECK(src != nullptr, op, ".load_state: missing state tensor '", key, "'");
+  GL_CHECK(src->shape() == like.shape(), op, ".load_state: '", key, "' is ", src->describe(),
+           ", expected shape ", shape_str(like.shape()));
+  if (!dst.defined()) dst = Tensor::empty_like(like);
+  dst.copy_(*src);
+}
+
+void check_state_keys(const char* op, const NamedTensors& state,
+                      const std::vector<std::string>& known) {
+  const std::set<std::string> k(known.begin(), known.end());
+  for (const auto& kv : state)
+    GL_CHECK(k.count(kv.first) != 0, op, ".load_state: unknown state tensor '", kv.first,
+             "' (not a parameter of this optimizer?)");
+}
+
+Tensor step_tensor(int64_t step) { return Tensor::from_data<int64_t>({step}, {1}); }
+
+int64_t step_value(const char* op, const NamedTensors& state, const std::string& key) {
+  const Tensor* t = find_state(state, key);
+  GL_CHECK(t != nullptr, op, ".load_state: missing state tensor '", key, "'");
+  GL_CHECK(t->numel() == 1, op, ".load_state: '", key, "' must hold one value, got ", t->describe());
+  return t->to_vector_as<int64_t>()[0];
+}
+
+}  // namespace gl
