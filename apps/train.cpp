@@ -33,7 +33,7 @@ const char* kText =
 
 struct Args {
   Device device = Device::cpu();
-  int steps = 300;
+  int steps = 600;
   uint64_t seed = 1337;
 };
 
