@@ -19,6 +19,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/utf8.h"
+
 namespace gl::unicode {
 
 // The Unicode version of the generated tables, e.g. "14.0.0".
@@ -44,7 +46,7 @@ struct Utf8Unit {
 // Decodes the unit starting at s[pos]; requires pos < s.size().
 Utf8Unit utf8_next(std::string_view s, size_t pos);
 bool is_valid_utf8(std::string_view s);
-void append_utf8(std::string& out, uint32_t cp);
+using gl::append_utf8;  // core/utf8.h
 
 // Canonical composition (NFC) of s. Invalid units are copied unchanged and
 // act as starters that compose with nothing.
