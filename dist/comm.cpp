@@ -1,0 +1,305 @@
+// Communicators (single process, MPI), world(), and the collectives built on
+// the Communicator interface: allreduce_mean_grads, check_same_on_all_ranks.
+// See dist/comm.h for the contract; the invariants that matter here:
+//   - every rank takes every branch that leads to a collective on data all
+//     ranks share (sizes, all-reduced flags), so ranks never wait on each
+//     other in different collectives, and errors are thrown on all ranks;
+//   - MPI counts are ints: large buffers go in chunks of at most 2^30
+//     elements, each chunk its own reduce + broadcast.
+#include "dist/comm.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#if GRIDLOCK_HAVE_MPI
+// The C API only: Open MPI and MPICH would otherwise pull in their
+// deprecated C++ bindings, which live in a separate library.
+#define OMPI_SKIP_MPICXX 1
+#define MPICH_SKIP_MPICXX 1
+#include <mpi.h>
+#endif
+
+namespace gl {
+
+Communicator::~Communicator() = default;
+
+void SingleCommunicator::broadcast(void*, size_t, int root) {
+  GL_CHECK(root == 0, "broadcast: root ", root, " out of range for a group of 1 rank");
+}
+
+// --- launcher detection ------------------------------------------------------
+
+int launcher_world_size() {
+  // Open MPI's mpirun sets OMPI_COMM_WORLD_SIZE; MPICH/Hydra, Intel MPI and
+  // Slurm's PMI-2 set PMI_SIZE.
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}) {
+    const char* v = std::getenv(name);
+    if (!v) continue;
+    char* end = nullptr;
+    const long n = std::strtol(v, &end, 10);
+    GL_CHECK(end != v && *end == '\0' && n >= 1 && n <= (1L << 24), "launcher_world_size: ", name,
+             "='", v, "' is not a positive rank count");
+    return int(n);
+  }
+  return 0;
+}
+
+std::string choose_backend(int launcher_size, bool built_with_mpi) {
+  GL_CHECK(launcher_size >= 0, "choose_backend: negative launcher size ", launcher_size);
+  if (launcher_size == 0) return "single";
+  if (built_with_mpi) return "mpi";
+  GL_CHECK(launcher_size == 1, "world(): started by an MPI launcher with ", launcher_size,
+           " ranks, but gridlock was built without MPI (install libopenmpi-dev and "
+           "reconfigure with GRIDLOCK_MPI=ON, or run without mpirun); refusing to run ",
+           launcher_size, " independent copies");
+  return "single";
+}
+
+// --- MPI ---------------------------------------------------------------------
+
+#if GRIDLOCK_HAVE_MPI
+namespace {
+
+bool mpi_running() {
+  int init = 0, fin = 0;
+  MPI_Initialized(&init);
+  MPI_Finalized(&fin);
+  return init && !fin;
+}
+
+void check_mpi(int rc, const char* call) {
+  if (rc == MPI_SUCCESS) return;
+  char msg[MPI_MAX_ERROR_STRING + 1] = {0};
+  int len = 0;
+  MPI_Error_string(rc, msg, &len);
+  GL_CHECK(false, call, " failed: ", msg);
+}
+
+constexpr size_t kMaxCount = size_t(1) << 30;  // elements per MPI call (count is an int)
+
+class MpiCommunicator final : public Communicator {
+ public:
+  explicit MpiCommunicator(int launcher_size) {
+    int init = 0;
+    MPI_Initialized(&init);
+    if (!init) {
+      // FUNNELED: OpenMP threads compute, only the main thread calls MPI.
+      int provided = 0;
+      check_mpi(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided),
+                "MPI_Init_thread");
+      owns_mpi_ = true;
+    }
+    // Errors come back as codes we turn into gl::Error rather than MPI's
+    // default of aborting the job from inside the library.
+    check_mpi(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN),
+              "MPI_Comm_set_errhandler");
+    check_mpi(MPI_Comm_rank(MPI_COMM_WORLD, &rank_), "MPI_Comm_rank");
+    check_mpi(MPI_Comm_size(MPI_COMM_WORLD, &size_), "MPI_Comm_size");
+    // A launcher from one MPI starting a program linked against another
+    // gives N singleton worlds of size 1: N runs that each think they are
+    // alone, which is exactly what must not happen.
+    GL_CHECK(size_ == launcher_size, "world(): the launcher announced ", launcher_size,
+             " ranks but MPI_COMM_WORLD has ", size_,
+             " (is mpirun from a different MPI than the one gridlock links?)");
+  }
+  ~MpiCommunicator() override {
+    if (owns_mpi_ && mpi_running()) MPI_Finalize();
+  }
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  void allreduce_sum(float* data, size_t n) override { reduce_bcast(data, n, MPI_FLOAT); }
+  void allreduce_sum(double* data, size_t n) override { reduce_bcast(data, n, MPI_DOUBLE); }
+  void broadcast(void* data, size_t bytes, int root) override {
+    GL_CHECK(root >= 0 && root < size_, "broadcast: root ", root, " out of range for ", size_,
+             " ranks");
+    char* p = static_cast<char*>(data);
+    for (size_t done = 0; done < bytes; done += kMaxCount) {
+      const int count = int(std::min(kMaxCount, bytes - done));
+      check_mpi(MPI_Bcast(p + done, count, MPI_BYTE, root, MPI_COMM_WORLD), "MPI_Bcast");
+    }
+  }
+  void barrier() override { check_mpi(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
+  std::string backend() const override { return "mpi"; }
+
+ private:
+  // Sum at rank 0, then rank 0's bits to everyone: identical on all ranks
+  // whatever order the reduction used (see the determinism note in comm.h).
+  template <class T>
+  void reduce_bcast(T* data, size_t n, MPI_Datatype type) {
+    for (size_t done = 0; done < n; done += kMaxCount) {
+      const int count = int(std::min(kMaxCount, n - done));
+      T* p = data + done;
+      check_mpi(MPI_Reduce(rank_ == 0 ? MPI_IN_PLACE : p, rank_ == 0 ? p : nullptr, count, type,
+                           MPI_SUM, 0, MPI_COMM_WORLD),
+                "MPI_Reduce");
+      check_mpi(MPI_Bcast(p, count, type, 0, MPI_COMM_WORLD), "MPI_Bcast");
+    }
+  }
+
+  int rank_ = 0, size_ = 1;
+  bool owns_mpi_ = false;
+};
+
+}  // namespace
+#endif  // GRIDLOCK_HAVE_MPI
+
+namespace {
+
+std::unique_ptr<Communicator> make_world() {
+  const int launcher_size = launcher_world_size();
+  if (choose_backend(launcher_size, GRIDLOCK_HAVE_MPI != 0) == "single")
+    return std::make_unique<SingleCommunicator>();
+#if GRIDLOCK_HAVE_MPI
+  return std::make_unique<MpiCommunicator>(launcher_size);
+#else
+  GL_CHECK(false, "internal: MPI backend chosen in a build without MPI");
+#endif
+}
+
+}  // namespace
+
+Communicator& world() {
+  // Function-static: MPI_Init on first use, MPI_Finalize (in the
+  // communicator's destructor) when static objects are destroyed at exit.
+  static const std::unique_ptr<Communicator> w = make_world();
+  return *w;
+}
+
+void abort_world(int exit_code) {
+  std::fflush(nullptr);
+#if GRIDLOCK_HAVE_MPI
+  if (mpi_running()) MPI_Abort(MPI_COMM_WORLD, exit_code);
+#endif
+  std::exit(exit_code);
+}
+
+// --- collectives on top of the interface ----------------------------------
+
+namespace {
+
+// One value per rank, gathered with a sum: every rank writes its own slot of
+// a zeroed vector, so the sum holds each rank's value exactly (doubles hold
+// integers below 2^53 exactly). Callers append these slots to other sums.
+void put_slot(std::vector<double>& v, size_t base, const Communicator& comm, double value) {
+  v[base + size_t(comm.rank())] = value;
+}
+
+template <class T>
+void divide(T* p, int64_t n, T d) {
+#pragma omp parallel for if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) p[i] = p[i] / d;
+}
+
+}  // namespace
+
+void allreduce_mean_grads(Communicator& comm, const std::vector<NamedParam>& params) {
+  if (comm.size() == 1) return;  // the mean over one rank is the grad itself
+  const size_t n = params.size(), ranks = size_t(comm.size());
+
+  // Local checks first (every rank holds the same model, so every rank
+  // throws here or none does), then one sum that carries: per param, on how
+  // many ranks its grad is defined; per rank, its packed f32 and f64 sizes.
+  int64_t total32 = 0, total64 = 0;
+  std::vector<double> info(n + 2 * ranks, 0.0);
+  for (size_t i = 0; i < n; ++i) {
+    const Tensor& g = params[i].var.grad();
+    if (!g.defined()) continue;
+    GL_CHECK(g.dtype() == DType::F32 || g.dtype() == DType::F64,
+             "allreduce_mean_grads: grad of '", params[i].name, "' is ", g.describe(),
+             "; only f32 and f64 grads can be all-reduced");
+    (g.dtype() == DType::F32 ? total32 : total64) += g.numel();
+    info[i] = 1.0;
+  }
+  put_slot(info, n, comm, double(total32));
+  put_slot(info, n + ranks, comm, double(total64));
+  comm.allreduce_sum(info.data(), info.size());
+  for (size_t i = 0; i < n; ++i) {
+    GL_CHECK(info[i] == 0.0 || info[i] == double(ranks), "allreduce_mean_grads: the grad of '",
+             params[i].name, "' is defined on ", int64_t(info[i]), " of ", ranks,
+             " ranks (on rank ", comm.rank(), ": ",
+             params[i].var.grad().defined() ? "defined" : "undefined",
+             "); every rank must backpropagate through the same parameters");
+  }
+  for (size_t r = 1; r < ranks; ++r) {
+    GL_CHECK(info[n + r] == info[n] && info[n + ranks + r] == info[n + ranks],
+             "allreduce_mean_grads: rank ", r, " holds ", int64_t(info[n + r]), " f32 and ",
+             int64_t(info[n + ranks + r]), " f64 grad elements, rank 0 holds ", int64_t(info[n]),
+             " and ", int64_t(info[n + ranks]), "; the ranks' parameters differ");
+  }
+
+  // One contiguous host buffer per dtype. Tensor::copy_ gathers any layout
+  // and device, so CUDA grads go through host memory here (NCCL comes with
+  // the CUDA issue).
+  for (const DType dt : {DType::F32, DType::F64}) {
+    const int64_t total = dt == DType::F32 ? total32 : total64;
+    if (total == 0) continue;
+    Tensor buf = Tensor::empty({total}, dt, Device::cpu());
+    int64_t off = 0;
+    for (const NamedParam& p : params) {
+      const Tensor& g = p.var.grad();
+      if (!g.defined() || g.dtype() != dt) continue;
+      buf.narrow(0, off, g.numel()).view(g.shape()).copy_(g);
+      off += g.numel();
+    }
+    if (dt == DType::F32) {
+      comm.allreduce_sum(buf.data<float>(), size_t(total));
+      divide(buf.data<float>(), total, float(ranks));
+    } else {
+      comm.allreduce_sum(buf.data<double>(), size_t(total));
+      divide(buf.data<double>(), total, double(ranks));
+    }
+    off = 0;
+    for (const NamedParam& p : params) {
+      Tensor g = p.var.grad();  // a handle: copy_ writes the grad's own storage
+      if (!g.defined() || g.dtype() != dt) continue;
+      g.copy_(buf.narrow(0, off, g.numel()).view(g.shape()));
+      off += g.numel();
+    }
+  }
+}
+
+void check_same_on_all_ranks(Communicator& comm, const void* data, size_t bytes,
+                             const std::string& what) {
+  GL_CHECK(data != nullptr || bytes == 0, "check_same_on_all_ranks(", what,
+           "): null data with ", bytes, " bytes");
+  if (comm.size() == 1) return;
+  const size_t ranks = size_t(comm.size());
+
+  // Sizes first: a broadcast with different sizes on different ranks would
+  // be a mismatched collective, not a clean error.
+  std::vector<double> sizes(ranks, 0.0);
+  put_slot(sizes, 0, comm, double(bytes));
+  comm.allreduce_sum(sizes.data(), sizes.size());
+  for (size_t r = 1; r < ranks; ++r)
+    GL_CHECK(sizes[r] == sizes[0], "check_same_on_all_ranks: ", what, " differs between ranks: ",
+             "rank ", r, " has ", int64_t(sizes[r]), " bytes, rank 0 has ", int64_t(sizes[0]));
+
+  // Rank 0's bytes in bounded chunks, compared exactly on every other rank.
+  const size_t chunk = std::min<size_t>(bytes, size_t(64) << 20);
+  std::vector<unsigned char> buf(chunk);
+  const auto* mine = static_cast<const unsigned char*>(data);
+  int64_t first_diff = -1;
+  for (size_t done = 0; done < bytes; done += chunk) {
+    const size_t len = std::min(chunk, bytes - done);
+    if (comm.rank() == 0) std::memcpy(buf.data(), mine + done, len);
+    comm.broadcast(buf.data(), len, 0);
+    if (first_diff < 0 && std::memcmp(buf.data(), mine + done, len) != 0) {
+      size_t k = 0;
+      while (buf[k] == mine[done + k]) ++k;
+      first_diff = int64_t(done + k);
+    }
+  }
+  std::vector<double> diffs(ranks, 0.0);
+  put_slot(diffs, 0, comm, double(first_diff + 1));  // 0: same as rank 0
+  comm.allreduce_sum(diffs.data(), diffs.size());
+  for (size_t r = 1; r < ranks; ++r)
+    GL_CHECK(diffs[r] == 0.0, "check_same_on_all_ranks: ", what, " differs between ranks: rank ",
+             r, " differs from rank 0 first at byte ", int64_t(diffs[r]) - 1, " of ", bytes);
+}
+
+}  // namespace gl
