@@ -33,7 +33,11 @@ while [[ $# -gt 0 ]]; do
 done
 [[ "$build_dir" = /* ]] || build_dir="$root_dir/$build_dir"
 
-required=(cmake ninja-build g++ make pkg-config libeigen3-dev libyaml-cpp-dev doctest-dev)
+required=(cmake ninja-build g++ make pkg-config libeigen3-dev libyaml-cpp-dev doctest-dev
+          bible-kjv bible-kjv-text openmpi-bin libopenmpi-dev)
+# bible-kjv(-text): the English training corpus (data/corpus.h; public domain);
+# the `bible` program decompresses its text. OpenMPI: data-parallel training
+# (dist/comm.h, mpirun -np N ./train ...).
 optional=(ccache)
 # The Python oracles of tests/reference/ (./test only): Debian's torch, and
 # venv/pip for the pinned Hugging Face packages (scripts/python_env.sh).

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# ./train's command line end to end (issue 4 items 1, 5, 6, 8): usage and
+# recipe errors (one line, exit codes), the Pythia recipe stopping at once
+# when its inputs are missing, a short run on the Debian corpus writing
+# metrics, checkpoints and the report, and --resume continuing it.
+#
+#   train_cli.sh GRIDLOCK_TRAIN SOURCE_DIR WORK_DIR
+set -uo pipefail
+train="$1" src="$2" work="$3"
+rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
+fail() { echo "FAIL: $*"; exit 1; }
+recipe="$src/tests/trainer/e2e/small.yaml"
+common=(run.out_dir="$work/runs" data.cache_dir="$work/cache")
+
+"$train" --help > help.txt 2>&1 || fail "--help exited $?"
+grep -q "usage: ./train" help.txt || fail "--help prints no usage"
+
+"$train" --bogus > out.txt 2>&1; rc=$?
+[[ $rc -eq 2 ]] || fail "unknown flag: exit $rc, expected 2"
+
+"$train" "$recipe" optim.lrr=1 > out.txt 2>&1; rc=$?
+[[ $rc -eq 1 ]] || fail "misspelled key: exit $rc, expected 1"
+[[ $(wc -l < out.txt) -eq 1 ]] || { cat out.txt; fail "misspelled key: not one line"; }
+grep -q "unknown key 'optim.lrr' (did you mean 'optim.lr'?)" out.txt || { cat out.txt; fail "misspelled key message"; }
+
+"$train" "$src/recipes/pythia160m_int4.yaml" > out.txt 2>&1; rc=$?
+[[ $rc -eq 1 ]] || fail "pythia recipe without a checkpoint: exit $rc, expected 1"
+grep -q "train.init_from: checkpoints/pythia-160m-step100000 is not a Hugging Face model directory" out.txt ||
+  { cat out.txt; fail "pythia recipe: message does not say what is missing"; }
+grep -q "huggingface-cli download EleutherAI/pythia-160m" out.txt || fail "pythia recipe: no download hint"
+[[ ! -e runs ]] || fail "pythia recipe created a run directory before stopping"
+
+"$train" "$recipe" "${common[@]}" > run.log 2>&1 || { cat run.log; fail "the small corpus run failed"; }
+run="$work/runs/small"
+for f in metrics.jsonl report.html recipe.resolved.yaml tokenizer.json \
+         checkpoints/step-00000004/model.safetensors checkpoints/step-00000008/optimizer.safetensors \
+         checkpoints/step-00000008/config.json checkpoints/step-00000008/trainer_state.json; do
+  [[ -s "$run/$f" ]] || fail "missing $run/$f"
+done
+grep -q "^step 8/8 | loss" run.log || { cat run.log; fail "no progress line for step 8"; }
+grep -q "<svg" "$run/report.html" || fail "report.html has no plot"
+
+"$train" "$recipe" "${common[@]}" --resume train.steps=10 > resume.log 2>&1 || { cat resume.log; fail "--resume failed"; }
+grep -q "resuming .*step-00000008 at step 8" resume.log || { cat resume.log; fail "--resume did not start at step 8"; }
+[[ -s "$run/checkpoints/step-00000010/model.safetensors" ]] || fail "no checkpoint at step 10 after --resume"
+[[ ! -e "$work/runs/small-2" ]] || fail "--resume made a new run directory"
+echo "PASS"

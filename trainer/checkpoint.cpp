@@ -1,0 +1,160 @@
+// Training checkpoints; see checkpoint.h for the layout and the atomicity argument.
+#include "trainer/checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "core/json.h"
+#include "core/safetensors.h"
+
+namespace fs = std::filesystem;
+
+namespace gl {
+
+namespace {
+
+constexpr const char* kPrefix = "step-";
+
+// Flushes a file (or directory) to stable storage, so that the rename that
+// publishes a checkpoint never points at data still in the page cache.
+void fsync_path(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  GL_CHECK(fd >= 0, "checkpoint: cannot open ", path, " to sync it");
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  GL_CHECK(rc == 0, "checkpoint: fsync of ", path, " failed");
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  GL_CHECK(f.good(), "checkpoint: cannot write ", path);
+  f << text;
+  f.close();
+  GL_CHECK(f.good(), "checkpoint: error writing ", path);
+}
+
+// step-XXXXXXXX -> step, or -1 for any other name.
+int64_t step_of(const std::string& name) {
+  if (name.rfind(kPrefix, 0) != 0 || name.size() == 5) return -1;
+  int64_t s = 0;
+  for (size_t i = 5; i < name.size(); ++i) {
+    if (name[i] < '0' || name[i] > '9') return -1;
+    s = s * 10 + (name[i] - '0');
+  }
+  return s;
+}
+
+int64_t json_int(const Json& j, const char* key, const std::string& file) {
+  return j.at(key, file).as_int(file + ": " + key);
+}
+
+}  // namespace
+
+std::string checkpoint_dir_name(int64_t step) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%s%08lld", kPrefix, (long long)step);
+  return buf;
+}
+
+std::vector<std::string> list_checkpoints(const std::string& run_dir) {
+  std::vector<std::pair<int64_t, std::string>> found;
+  const fs::path root = fs::path(run_dir) / "checkpoints";
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) return {};
+  for (const auto& e : fs::directory_iterator(root)) {
+    const int64_t s = step_of(e.path().filename().string());
+    // trainer_state.json is written last inside the temporary directory, but
+    // the rename makes the whole directory appear at once; checking for it
+    // still guards against a directory someone assembled by hand.
+    if (s >= 0 && fs::exists(e.path() / "trainer_state.json")) found.emplace_back(s, e.path().string());
+  }
+  std::sort(found.begin(), found.end());
+  std::vector<std::string> out;
+  for (auto& f : found) out.push_back(f.second);
+  return out;
+}
+
+std::optional<std::string> latest_checkpoint(const std::string& run_dir) {
+  const std::vector<std::string> all = list_checkpoints(run_dir);
+  if (all.empty()) return std::nullopt;
+  return all.back();
+}
+
+std::string save_checkpoint(const std::string& run_dir, const LanguageModel& model,
+                            const NamedTensors& optimizer_state, const TrainerState& state,
+                            const std::string& recipe_yaml, int64_t keep_last) {
+  const fs::path root = fs::path(run_dir) / "checkpoints";
+  fs::create_directories(root);
+  // Leftovers of a save that crashed: never complete, safe to remove.
+  for (const auto& e : fs::directory_iterator(root))
+    if (e.path().filename().string().rfind(".tmp-", 0) == 0) fs::remove_all(e.path());
+
+  const std::string name = checkpoint_dir_name(state.step);
+  const fs::path tmp = root / (".tmp-" + name + "-" + std::to_string(::getpid()));
+  const fs::path dst = root / name;
+  fs::create_directories(tmp);
+  save_hf_model(model, tmp.string());
+  save_safetensors((tmp / "optimizer.safetensors").string(), optimizer_state,
+                   {{"format", "gridlock-optimizer-state"}});
+  write_text((tmp / "recipe.resolved.yaml").string(), recipe_yaml);
+  Json j = Json::object();
+  j.set("format", "gridlock-trainer-state");
+  j.set("version", 1);
+  j.set("step", state.step);
+  j.set("tokens", state.tokens);
+  j.set("global_batch", state.global_batch);
+  j.set("world_size", state.world_size);
+  j.set("seed", state.seed);
+  j.set("skipped_steps", state.skipped_steps);
+  j.set("elapsed_s", state.elapsed_s);
+  j.set("rng", "philox keyed by (seed, step): no state beyond the step");
+  write_text((tmp / "trainer_state.json").string(), j.dump(2) + "\n");
+  for (const auto& e : fs::directory_iterator(tmp)) fsync_path(e.path().string());
+  fsync_path(tmp.string());
+
+  std::error_code ec;
+  // Saving the same step twice (e.g. a resumed run that stops where it
+  // started) replaces the old copy; it holds the same bytes.
+  if (fs::exists(dst)) fs::remove_all(dst);
+  fs::rename(tmp, dst, ec);
+  GL_CHECK(!ec, "checkpoint: cannot rename ", tmp.string(), " to ", dst.string(), ": ", ec.message());
+  fsync_path(root.string());
+
+  if (keep_last > 0) {
+    const std::vector<std::string> all = list_checkpoints(run_dir);
+    for (size_t i = 0; i + size_t(keep_last) < all.size(); ++i) fs::remove_all(all[i]);
+  }
+  return dst.string();
+}
+
+CheckpointContents load_checkpoint(const std::string& dir) {
+  CheckpointContents c;
+  const std::string sfile = (fs::path(dir) / "trainer_state.json").string();
+  const Json j = Json::parse_file(sfile);
+  GL_CHECK(j.is_object() && j.contains("format") && j.at("format").is_string() &&
+               j.at("format").as_string() == "gridlock-trainer-state",
+           sfile, ": not a gridlock trainer state (missing \"format\": \"gridlock-trainer-state\")");
+  GL_CHECK(json_int(j, "version", sfile) == 1, sfile, ": unsupported version ", json_int(j, "version", sfile));
+  c.state.step = json_int(j, "step", sfile);
+  c.state.tokens = json_int(j, "tokens", sfile);
+  c.state.global_batch = json_int(j, "global_batch", sfile);
+  c.state.world_size = json_int(j, "world_size", sfile);
+  c.state.seed = json_int(j, "seed", sfile);
+  c.state.skipped_steps = json_int(j, "skipped_steps", sfile);
+  c.state.elapsed_s = j.at("elapsed_s", sfile).as_double(sfile + ": elapsed_s");
+  GL_CHECK(c.state.step >= 0 && c.state.global_batch > 0 && c.state.world_size > 0, sfile,
+           ": step, global_batch or world_size out of range");
+
+  const std::string ofile = (fs::path(dir) / "optimizer.safetensors").string();
+  const SafetensorsFile f = SafetensorsFile::open(ofile);
+  for (const SafetensorsEntry& e : f.entries()) c.optimizer_state.emplace_back(e.name, f.load(e.name));
+  return c;
+}
+
+}  // namespace gl

@@ -1,0 +1,65 @@
+// Training checkpoints: everything needed to continue a run bit-exactly.
+//
+// Layout: RUN_DIR/checkpoints/step-00000500/
+//   config.json, model.safetensors   the model, Hugging Face format (what
+//                                    save_hf_model writes: transformers and
+//                                    ./eval load it as it is)
+//   optimizer.safetensors            the optimizer's named state tensors
+//                                    (exp_avg.<param>, step.<param>, ...)
+//                                    plus the weight average ("avg.*")
+//   trainer_state.json               step, tokens, global batch, world size,
+//                                    seed, elapsed time, skipped steps
+//   recipe.resolved.yaml             the recipe the run was started with
+// Randomness needs no state of its own: data order and every random draw
+// are Philox streams keyed by (seed, step) (trainer/data_loader.h), so the
+// step IS the RNG position; trainer_state.json records seed and step.
+//
+// Atomicity: the directory is written as checkpoints/.tmp-step-XXXXXXXX-PID,
+// every file fsynced, then renamed to step-XXXXXXXX (rename(2) of a
+// directory is atomic), then the parent directory is fsynced. A crash
+// while saving leaves at most a .tmp-* directory, which the next save
+// removes; the previous checkpoints are untouched. Older checkpoints beyond
+// keep_last are deleted only after the new one is in place.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "models/model.h"
+#include "optim/optimizer.h"
+
+namespace gl {
+
+struct TrainerState {
+  int64_t step = 0;          // optimizer steps completed
+  int64_t tokens = 0;        // training tokens consumed (all ranks)
+  int64_t global_batch = 0;  // sequences per step (all ranks)
+  int64_t world_size = 1;
+  int64_t seed = 0;
+  int64_t skipped_steps = 0;  // steps skipped for a non-finite loss/gradient
+  double elapsed_s = 0;       // training wall time so far
+};
+
+std::string checkpoint_dir_name(int64_t step);  // "step-00000500"
+
+// Writes the checkpoint of `state.step`; returns its directory. Keeps the
+// newest `keep_last` checkpoints (0: all).
+std::string save_checkpoint(const std::string& run_dir, const LanguageModel& model,
+                            const NamedTensors& optimizer_state, const TrainerState& state,
+                            const std::string& recipe_yaml, int64_t keep_last);
+
+// Newest complete checkpoint directory of a run (by step), if any.
+std::optional<std::string> latest_checkpoint(const std::string& run_dir);
+// Every complete checkpoint directory, oldest first.
+std::vector<std::string> list_checkpoints(const std::string& run_dir);
+
+struct CheckpointContents {
+  TrainerState state;
+  NamedTensors optimizer_state;  // in file order
+};
+// trainer_state.json and optimizer.safetensors of `dir` (the model is read
+// with load_hf_model(dir)); every malformed field is an error naming the file.
+CheckpointContents load_checkpoint(const std::string& dir);
+
+}  // namespace gl
