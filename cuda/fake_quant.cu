@@ -1,0 +1,160 @@
+// Fake-quantization CUDA kernels (contracts in cpu/fake_quant.h). The
+// elementwise kernels are grid-stride loops over the contiguous x that call
+// the same fq:: helpers as the CPU; the LSQ scale gradient gives each scale
+// entry one block that sums its elements in double (block_sum): no atomics,
+// the same result on every run.
+#include "cuda/common.cuh"
+#include "cuda/fake_quant.h"
+#include "cuda/reduce_utils.cuh"
+#include "cpu/fake_quant_math.h"
+
+namespace gl::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+__device__ __forceinline__ int64_t scale_index(const FakeQuantParams& p, int64_t i) {
+  const int64_t r = i / p.cols, g = (i % p.cols) / p.group_size;
+  return (p.scale_rows == 1 ? 0 : r) * p.groups() + g;
+}
+
+template <class T>
+__global__ void fake_quant_forward_kernel(T* out, const T* x, const T* scale, const T* zero,
+                                          FakeQuantParams p) {
+  const int64_t n = p.rows * p.cols;
+  const T qmin = T(p.qmin), qmax = T(p.qmax);
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t k = scale_index(p, i);
+    const T s = scale[k], z = zero ? zero[k] : T(0);
+    const T rq = fq::round_by(p.rounding, x[i] / s,
+                              fq::stochastic_u(p.rounding, p.seed, p.offset, i));
+    out[i] = (fq::clamp_level(rq + z, qmin, qmax) - z) * s;
+  }
+}
+
+template <class T>
+__global__ void fake_quant_backward_x_kernel(T* dx, const T* dout, const T* x, const T* scale,
+                                             const T* zero, FakeQuantParams p) {
+  const int64_t n = p.rows * p.cols;
+  const T qmin = T(p.qmin), qmax = T(p.qmax);
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t k = scale_index(p, i);
+    const T s = scale[k], z = zero ? zero[k] : T(0);
+    const T rq = fq::round_by(p.rounding, x[i] / s,
+                              fq::stochastic_u(p.rounding, p.seed, p.offset, i));
+    dx[i] = fq::level_inside(rq + z, qmin, qmax) ? dout[i] : T(0);
+  }
+}
+
+// Block b (grid-stride over entries) sums entry k's elements: group g of
+// row r for a per-row scale, or group g of every row for a shared one.
+template <class T>
+__global__ void fake_quant_backward_scale_kernel(T* dscale, const T* dout, const T* x,
+                                                 const T* scale, const T* zero,
+                                                 FakeQuantParams p, double grad_scale) {
+  const int64_t G = p.groups(), entries = p.scale_rows * G;
+  const int64_t per_entry = (p.scale_rows == 1 ? p.rows : 1) * p.group_size;
+  const T qmin = T(p.qmin), qmax = T(p.qmax);
+  for (int64_t k = blockIdx.x; k < entries; k += gridDim.x) {
+    const T s = scale[k], z = zero ? zero[k] : T(0);
+    const int64_t row0 = p.scale_rows == 1 ? 0 : k / G, g = k % G;
+    double acc = 0;
+    for (int64_t e = threadIdx.x; e < per_entry; e += blockDim.x) {
+      const int64_t i = (row0 + e / p.group_size) * p.cols + g * p.group_size + e % p.group_size;
+      const T v = x[i] / s;
+      const T rq = fq::round_by(p.rounding, v, fq::stochastic_u(p.rounding, p.seed, p.offset, i));
+      acc += double(dout[i]) * double(fq::lsq_dxhat_dscale(v, rq, z, qmin, qmax));
+    }
+    acc = block_sum(acc);
+    if (threadIdx.x == 0) dscale[k] = T(acc * grad_scale);
+  }
+}
+
+// One block per row (grid-stride): the row's min and max, both starting at
+// 0 as on the CPU (fmin/fmax skip NaN as the CPU's comparisons do).
+template <class T>
+__global__ void per_token_params_kernel(T* scale, T* zero, const T* x, int64_t rows, int64_t cols,
+                                        bool symmetric, T qmin, T qmax) {
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* row = x + r * cols;
+    T lo = T(0), hi = T(0);
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+      lo = min(lo, row[c]);
+      hi = max(hi, row[c]);
+    }
+    hi = block_max(hi);
+    lo = -block_max(-lo);
+    if (threadIdx.x == 0) {
+      T z = T(0);
+      fq::per_token_params(&scale[r], &z, lo, hi, symmetric, qmin, qmax);
+      if (!symmetric) zero[r] = z;
+    }
+  }
+}
+
+unsigned grid_for_entries(int64_t n) {
+  return unsigned(n < 1 ? 1 : (n > 65535LL * 32 ? 65535LL * 32 : n));
+}
+
+}  // namespace
+
+template <class T>
+void fake_quant_forward(T* out, const T* x, const T* scale, const T* zero,
+                        const FakeQuantParams& p) {
+  const int64_t n = p.rows * p.cols;
+  if (n == 0) return;
+  fake_quant_forward_kernel<T><<<blocks_for(n, kThreads), kThreads, 0, current_stream()>>>(
+      out, x, scale, zero, p);
+  CUDA_CHECK_LAUNCH("fake_quant_forward_kernel");
+}
+
+template <class T>
+void fake_quant_backward_x(T* dx, const T* dout, const T* x, const T* scale, const T* zero,
+                           const FakeQuantParams& p) {
+  const int64_t n = p.rows * p.cols;
+  if (n == 0) return;
+  fake_quant_backward_x_kernel<T><<<blocks_for(n, kThreads), kThreads, 0, current_stream()>>>(
+      dx, dout, x, scale, zero, p);
+  CUDA_CHECK_LAUNCH("fake_quant_backward_x_kernel");
+}
+
+template <class T>
+void fake_quant_backward_scale(T* dscale, const T* dout, const T* x, const T* scale,
+                               const T* zero, const FakeQuantParams& p, double grad_scale) {
+  const int64_t entries = p.scale_rows * p.groups();
+  if (entries == 0) return;
+  const int64_t per_entry = (p.scale_rows == 1 ? p.rows : 1) * p.group_size;
+  // Small groups (ggml's 32) would leave most of a 256-thread block idle:
+  // size the block to the entry, in whole warps (block_sum needs them).
+  const int threads = per_entry >= kThreads ? kThreads : int((per_entry + 31) / 32 * 32);
+  fake_quant_backward_scale_kernel<T><<<grid_for_entries(entries), threads, 0,
+                                        current_stream()>>>(dscale, dout, x, scale, zero, p,
+                                                            grad_scale);
+  CUDA_CHECK_LAUNCH("fake_quant_backward_scale_kernel");
+}
+
+template <class T>
+void per_token_params(T* scale, T* zero, const T* x, int64_t rows, int64_t cols, bool symmetric,
+                      double qmin, double qmax) {
+  if (rows == 0) return;
+  per_token_params_kernel<T><<<grid_for_entries(rows), kThreads, 0, current_stream()>>>(
+      scale, zero, x, rows, cols, symmetric, T(qmin), T(qmax));
+  CUDA_CHECK_LAUNCH("per_token_params_kernel");
+}
+
+#define GL_INSTANTIATE(T)                                                                   \
+  template void fake_quant_forward<T>(T*, const T*, const T*, const T*,                     \
+                                      const FakeQuantParams&);                              \
+  template void fake_quant_backward_x<T>(T*, const T*, const T*, const T*, const T*,        \
+                                         const FakeQuantParams&);                           \
+  template void fake_quant_backward_scale<T>(T*, const T*, const T*, const T*, const T*,    \
+                                             const FakeQuantParams&, double);               \
+  template void per_token_params<T>(T*, T*, const T*, int64_t, int64_t, bool, double, double);
+GL_INSTANTIATE(float)
+GL_INSTANTIATE(double)
+#undef GL_INSTANTIATE
+
+}  // namespace gl::cuda
