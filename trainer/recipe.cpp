@@ -3,6 +3,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "quant/quantizer.h"
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -123,6 +125,18 @@ std::vector<RecipeKey> build_schema() {
       choice("averaging.kind", {"none", "ema", "running"}, "weight averaging evaluated next to the raw weights"),
       ranged(key("averaging.decay", T::FLOAT, "0.999", "EMA decay"), 0, 1, false, true),
       ranged(key("averaging.start_step", T::INT, "0", "first step folded into the average"), 0, kInf),
+
+      key("quant.scheme", T::STRING, "",
+          "QAT: fake-quantize weights with this preset or spec string (quant/quantizer.h; empty: no QAT)"),
+      key("quant.layers", T::STRINGS, "[attention, mlp]",
+          "QAT: weights to quantize: attention, mlp, embeddings, head, all, or parameter-name patterns"),
+      choice("quant.ste", {"plain", "clipped", "lsq"}, "QAT straight-through estimator (lsq: learned scales)"),
+      ranged(key("quant.act_bits", T::INT, "0", "QAT: per-token activation fake quantization bits (0: off)"), 0, 8),
+      ranged(key("quant.start_step", T::INT, "0", "QAT: first step trained with fake quantization"), 0, kInf),
+      ranged(key("quant.probe_every", T::INT, "0",
+                 "steps between INT4/INT8 probes on the validation batches (0: only at the end; -1: never)"),
+             -1, kInf),
+      key("quant.probe_formats", T::STRINGS, "[int4_probe, int8_probe]", "formats the probe evaluates"),
   };
 }
 
@@ -623,6 +637,23 @@ void Recipe::validate() const {
     if (!sched_.count("total") && names("total")) where = origin("train.steps");
     fail(where, msg);
   }
+
+  // Quantization schemes are checked by the parser that will build them.
+  auto check_scheme = [&](const std::string& key, const std::string& text) {
+    try {
+      gl::validate(quant_spec_from_string(text));
+    } catch (const Error& e) {
+      fail(origin(key), key + ": " + strip_location(e.what()));
+    }
+  };
+  if (!get_string("quant.scheme").empty()) check_scheme("quant.scheme", get_string("quant.scheme"));
+  for (const std::string& f : get_strings("quant.probe_formats")) check_scheme("quant.probe_formats", f);
+  const int64_t ab = get_int("quant.act_bits");
+  if (ab != 0 && (ab < 2 || ab > 8))
+    fail(origin("quant.act_bits"), str("quant.act_bits = ", ab, ": expected 0 (off) or 2..8"));
+  if (get_string("quant.scheme").empty() && (ab != 0 || get_string("quant.ste") == "lsq"))
+    fail(origin(ab != 0 ? "quant.act_bits" : "quant.ste"),
+         "quant.act_bits and quant.ste=lsq need quant.scheme (the weights' QAT scheme)");
 }
 
 std::string Recipe::to_yaml() const {
