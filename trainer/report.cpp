@@ -190,13 +190,15 @@ struct Point {
   double x, y;
 };
 
-// The series' points sorted by step; NaN y where the value is not finite.
-std::vector<Point> series_points(const ReportSeries& s, const std::vector<Json>& records) {
+// The series' points sorted by x (the step unless the figure names another
+// field); NaN y where the value is not finite.
+std::vector<Point> series_points(const ReportSeries& s, const std::vector<Json>& records,
+                                 const std::string& x_field) {
   std::vector<Point> pts;
   for (const Json& r : records) {
     if (!r.is_object()) continue;
     const Json* kind = r.find("kind");
-    const Json* step = r.find("step");
+    const Json* step = r.find(x_field);
     const Json* value = r.find(s.field);
     if (!kind || !kind->is_string() || kind->as_string() != s.kind) continue;
     if (!step || !step->is_number() || !value) continue;
@@ -270,7 +272,14 @@ std::string render_figure_svg(const ReportFigure& fig, const std::vector<Json>& 
   double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
   std::vector<std::string> why;  // used only when nothing plots
   for (const ReportSeries& s : fig.series) {
-    points.push_back(series_points(s, records));
+    points.push_back(series_points(s, records, fig.x_field));
+    // A scatter's x is a measured value: drop points whose x cannot be drawn.
+    if (fig.scatter)
+      points.back().erase(std::remove_if(points.back().begin(), points.back().end(),
+                                         [](const Point& p) {
+                                           return !std::isfinite(p.x) || std::fabs(p.x) > 1e300;
+                                         }),
+                          points.back().end());
     for (const Point& p : points.back()) {
       xmin = std::min(xmin, p.x), xmax = std::max(xmax, p.x);
       if (!plottable(p.y)) continue;
@@ -286,7 +295,8 @@ std::string render_figure_svg(const ReportFigure& fig, const std::vector<Json>& 
   for (const auto& [label, y] : fig.hlines)
     if (plottable(y)) ymin = std::min(ymin, y), ymax = std::max(ymax, y);
 
-  const AxisTicks xt = nice_ticks(xmin, xmax, 6, true);
+  const bool x_is_step = fig.x_field == "step";
+  const AxisTicks xt = nice_ticks(xmin, xmax, 6, x_is_step);
   const AxisTicks yt = fig.log_y ? log_ticks(ymin, ymax) : nice_ticks(ymin, ymax, 5);
   const double w = kPlotRight - kPlotLeft, h = kPlotBottom - kPlotTop;
   auto map_x = [&](double x) { return kPlotLeft + (x - xt.lo) / (xt.hi - xt.lo) * w; };
@@ -315,7 +325,8 @@ std::string render_figure_svg(const ReportFigure& fig, const std::vector<Json>& 
   }
   s += "</g>\n<rect x=\"" + px(kPlotLeft) + "\" y=\"" + px(kPlotTop) + "\" width=\"" + px(w) +
        "\" height=\"" + px(h) + "\" fill=\"none\" stroke=\"#444\"/>\n";
-  s += text_el((kPlotLeft + kPlotRight) / 2, kPlotBottom + 40, "step",
+  s += text_el((kPlotLeft + kPlotRight) / 2, kPlotBottom + 40,
+               fig.x_label.empty() ? fig.x_field : fig.x_label,
                "font-size=\"12\" text-anchor=\"middle\"");
   const double ymid = (kPlotTop + kPlotBottom) / 2;
   s += text_el(18, ymid, fig.y_label + (fig.log_y ? " (log scale)" : ""),
@@ -362,7 +373,7 @@ std::string render_figure_svg(const ReportFigure& fig, const std::vector<Json>& 
     };
     for (const Point& p : points[i]) {
       if (plottable(p.y)) seg.push_back({map_x(p.x), map_y(p.y)});
-      else flush();
+      if (fig.scatter || !plottable(p.y)) flush();  // scatter: every point alone
     }
     flush();
     s += "</g>\n";
@@ -481,6 +492,10 @@ Json report_spec_to_json(const std::string& title, const ReportSummary& summary,
     fj.set("title", f.title);
     fj.set("y_label", f.y_label);
     fj.set("log_y", f.log_y);
+    // Only when not the defaults: older report_spec.json files stay as they were.
+    if (f.x_field != "step") fj.set("x_field", f.x_field);
+    if (!f.x_label.empty()) fj.set("x_label", f.x_label);
+    if (f.scatter) fj.set("scatter", true);
     Json series = Json::array();
     for (const ReportSeries& s : f.series) {
       Json sj = Json::object();
@@ -522,6 +537,9 @@ void report_spec_from_json(const Json& spec, const std::string& source, std::str
     f.title = fj.at("title", what).as_string(what + ".title");
     f.y_label = fj.at("y_label", what).as_string(what + ".y_label");
     f.log_y = fj.at("log_y", what).as_bool(what + ".log_y");
+    if (const Json* x = fj.find("x_field")) f.x_field = x->as_string(what + ".x_field");
+    if (const Json* x = fj.find("x_label")) f.x_label = x->as_string(what + ".x_label");
+    if (const Json* x = fj.find("scatter")) f.scatter = x->as_bool(what + ".scatter");
     for (const Json& sj : fj.at("series", what).as_array(what + ".series"))
       f.series.push_back({sj.at("label", what).as_string(what + ".series.label"),
                           sj.at("kind", what).as_string(what + ".series.kind"),

@@ -39,6 +39,12 @@ struct ReportSeries {
 struct ReportFigure {
   std::string title, y_label;
   bool log_y = false;
+  // The x axis: the records' field x_field (default the optimizer step),
+  // labelled x_label (default the field name). scatter: points only, no
+  // lines (e.g. the probe's kurtosis vs INT4 gap across checkpoints). The
+  // spec JSON stores these three only when they differ from the defaults.
+  std::string x_field = "step", x_label;
+  bool scatter = false;
   std::vector<ReportSeries> series;
   std::vector<std::pair<std::string, double>> hlines;  // {legend label, y}
 };
