@@ -20,6 +20,8 @@
 #include "optim/muon.h"
 #include "optim/sam.h"
 #include "optim/sgd.h"
+#include "quant/probe.h"
+#include "quant/quantizer.h"
 #include "trainer/checkpoint.h"
 #include "trainer/data_loader.h"
 #include "trainer/metrics.h"
@@ -282,6 +284,17 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
     std::fflush(stdout);
   }
 
+  // The INT4/INT8 probe (quant/probe.h) on the validation batches: every
+  // quant.probe_every steps (0: only at the end; -1: never), on rank 0.
+  const int64_t probe_every = r.get_int("quant.probe_every");
+  ProbeOptions probe_opts;
+  if (probe_every >= 0) {
+    probe_opts.formats.clear();
+    for (const std::string& f : r.get_strings("quant.probe_formats"))
+      probe_opts.formats.push_back(quant_spec_from_string(f));
+    probe_opts.layers = r.get_strings("quant.layers");
+    check_probe_options(*model, probe_opts);  // a bad pattern or shape stops the run before step 1
+  }
   const std::string on_nonfinite = r.get_string("train.on_nonfinite");
   const double clip = r.get_float("optim.clip_grad_norm");
   const int64_t log_every = r.get_int("train.log_every"), eval_every = r.get_int("train.eval_every");
@@ -319,6 +332,31 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
     return acc[0] / acc[1];
   };
 
+  auto run_probe_at = [&](int64_t step) {
+    if (!lead) return;
+    std::vector<std::pair<Tensor, Tensor>> batches;
+    for (int64_t i = 0; i < eval_batches; ++i) {
+      Batch b = val_batch(*data.src, i, B, cfg.vocab_size);
+      batches.emplace_back(b.ids, b.targets);
+    }
+    const ProbeResult pr = run_probe(*model, batches, probe_opts);
+    Json full = pr.to_json();
+    Json rec = Json::object();
+    rec.set("kind", "quant");
+    rec.set("step", step);
+    for (const auto& [k, v] : full.items())
+      if (v.is_number()) rec.set(k, v);
+    metrics->append(rec);
+    full.set("step", step);
+    std::ofstream(fs::path(res.run_dir) / "probe.jsonl", std::ios::app) << full.dump() << "\n";
+    if (talk) {
+      std::printf("step %lld: probe fp ppl %.2f", (long long)step, pr.fp_ppl);
+      for (const ProbeResult::Fmt& f : pr.formats) std::printf(" | %s gap %+.2f%%", f.name.c_str(), f.gap_pct);
+      std::printf("\n");
+      std::fflush(stdout);
+    }
+  };
+
   auto run_eval = [&](int64_t step) {
     Json rec = Json::object();
     rec.set("kind", "val");
@@ -335,6 +373,8 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
       rec.set("val_ppl_avg", std::exp(va));
     }
     if (lead) metrics->append(rec);
+    const bool final_eval = step == steps;
+    if (probe_every >= 0 && (final_eval || (probe_every > 0 && step % probe_every == 0))) run_probe_at(step);
     if (talk) {
       std::printf("step %lld: val loss %.4f (ppl %.2f)%s\n", (long long)step, v, std::exp(v),
                   data.unigram_entropy > 0
@@ -460,6 +500,14 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
         {"skipped steps", std::to_string(st.skipped_steps)},
     };
     std::vector<ReportFigure> figs = default_report_figures();
+    if (probe_every >= 0) {
+      ReportFigure gap;
+      gap.title = "Quantization gap (PPL_q - PPL_fp) / PPL_fp";
+      gap.y_label = "gap (%)";
+      for (const QuantSpec& f : probe_opts.formats) gap.series.push_back({f.name, "quant", "gap_pct_" + f.name});
+      gap.hlines.push_back({"no gap", 0.0});
+      figs.push_back(gap);
+    }
     if (data.unigram_entropy > 0) {
       summary.push_back({"unigram entropy of the training data", std::to_string(data.unigram_entropy) + " nats/token"});
       for (ReportFigure& f : figs)

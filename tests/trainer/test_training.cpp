@@ -73,7 +73,8 @@ std::string tiny_recipe(const TempDir& d, const Shards& s) {
          "], seq_len: 8, batch_size: 2}\n"
          "optim: {name: adamw, lr: 0.003}\n"
          "schedule: {kind: cosine, params: {warmup: 2, min_ratio: 0.1}}\n"
-         "train: {steps: 6, log_every: 1, eval_every: 3, eval_batches: 2, save_every: 3, keep_last: 0}\n";
+         "train: {steps: 6, log_every: 1, eval_every: 3, eval_batches: 2, save_every: 3, keep_last: 0}\n"
+         "quant: {probe_formats: [\"int4_probe:g32\", \"int8_probe:g32\"]}\n";
 }
 
 Recipe recipe(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
@@ -190,6 +191,22 @@ TEST_CASE("trainer: k steps, stop, resume and N-k more give bit-identical weight
     if (r.at("kind").as_string() == "train") steps.push_back(r.at("step").as_int());
   CHECK(steps == std::vector<int64_t>{1, 2, 3, 4, 5, 6});
   CHECK(fs::exists(second.run_dir + "/report.html"));
+
+  // The INT4/INT8 probe ran at the end (quant.probe_every 0) on the
+  // validation batches and its gaps are in the metrics and the report.
+  int probes = 0;
+  for (const Json& r : MetricsLog::read(second.run_dir + "/metrics.jsonl"))
+    if (r.at("kind").as_string() == "quant") {
+      ++probes;
+      CHECK(r.at("step").as_int() == 6);
+      CHECK(std::isfinite(r.at("gap_pct_int4_probe:g32").as_double()));
+      CHECK(std::isfinite(r.at("gap_pct_int8_probe:g32").as_double()));
+      CHECK(r.at("fp_ppl").as_double() == doctest::Approx(std::exp(second.last_val_loss)).epsilon(1e-6));
+    }
+  CHECK(probes == 1);
+  std::ifstream html(second.run_dir + "/report.html");
+  const std::string page((std::istreambuf_iterator<char>(html)), {});
+  CHECK(page.find("Quantization gap") != std::string::npos);
 }
 
 TEST_CASE("trainer: gradient accumulation equals the larger batch") {
