@@ -42,23 +42,35 @@ std::vector<ParamSpec> gpt2_param_specs(const ModelConfig& cfg) {
   return s;
 }
 
-Var gpt2_layer_forward(const Var& x, const Gpt2Layer& p, const ModelConfig& cfg, KVCache* cache,
-                       size_t layer) {
+namespace {
+
+// The layer with the activation hook on the inputs of its four Conv1D maps.
+Var layer_forward(const Var& x, const Gpt2Layer& p, const ModelConfig& cfg, KVCache* cache,
+                  size_t layer, const ActivationHook& act) {
   GL_CHECK(x.dim() == 3 && x.size(2) == cfg.hidden_size,
            "gpt2 layer: x must be [B, T, ", cfg.hidden_size, "], got ", x.describe());
   const int64_t B = x.size(0), T = x.size(1), C = cfg.hidden_size, NH = cfg.num_heads;
   const int64_t HS = cfg.head_size();
   // c_attn's 3C outputs are q | k | v, each C = NH * HS wide.
-  const std::vector<Var> qkv = split(conv1d(norm_forward(p.ln_1, x), p.attn_w, p.attn_b),
-                                     {C, C, C}, 2);
+  const std::vector<Var> qkv =
+      split(conv1d(act("attn.c_attn.weight", norm_forward(p.ln_1, x)), p.attn_w, p.attn_b),
+            {C, C, C}, 2);
   auto heads = [&](const Var& t) { return permute(reshape(t, {B, T, NH, HS}), {0, 2, 1, 3}); };
   const Var y = cached_attention(heads(qkv[0]), heads(qkv[1]), heads(qkv[2]),
                                  1.0 / std::sqrt(double(HS)), cache, layer);
   // HF: hidden_states = attn_output + residual, then feed_forward + residual.
-  const Var h = add(conv1d(merge_heads(y), p.aproj_w, p.aproj_b), x);
-  const Var m = conv1d(gelu(conv1d(norm_forward(p.ln_2, h), p.fc_w, p.fc_b), cfg.gelu),
-                       p.mproj_w, p.mproj_b);
+  const Var h = add(conv1d(act("attn.c_proj.weight", merge_heads(y)), p.aproj_w, p.aproj_b), x);
+  const Var up =
+      gelu(conv1d(act("mlp.c_fc.weight", norm_forward(p.ln_2, h)), p.fc_w, p.fc_b), cfg.gelu);
+  const Var m = conv1d(act("mlp.c_proj.weight", up), p.mproj_w, p.mproj_b);
   return add(h, m);
+}
+
+}  // namespace
+
+Var gpt2_layer_forward(const Var& x, const Gpt2Layer& p, const ModelConfig& cfg, KVCache* cache,
+                       size_t layer) {
+  return layer_forward(x, p, cfg, cache, layer, ActivationHook{});
 }
 
 Gpt2::Gpt2(ModelConfig c, std::vector<NamedParam> params)
@@ -95,10 +107,31 @@ Var Gpt2::logits(const Tensor& ids_in, KVCache* cache) const {
   for (int64_t t = 0; t < T; ++t) positions[size_t(t)] = pos + t;
   const Tensor pos_ids = Tensor::from_data(positions, {T}, wte.device());
   // [B, T, C] + [T, C]: HF adds position_embeds [1, T, C] the same way.
-  Var h = add(embedding(wte, ids), embedding(wpe, pos_ids));
-  for (size_t l = 0; l < layers_.size(); ++l) h = gpt2_layer_forward(h, layers_[l], cfg_, cache, l);
+  Var h = add(embedding(transformed("transformer.wte.weight", wte), ids),
+              embedding(transformed("transformer.wpe.weight", wpe), pos_ids));
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    if (!weight_transform_ && !activation_transform_) {
+      h = gpt2_layer_forward(h, layers_[l], cfg_, cache, l);
+      continue;
+    }
+    // QAT hooks (model.h): this forward's copy of the layer holds the
+    // transformed weights; the parameters themselves are untouched.
+    const std::string prefix = layer_prefix(int64_t(l));
+    Gpt2Layer L = layers_[l];
+    if (weight_transform_) {
+      L.attn_w = weight_transform_(prefix + "attn.c_attn.weight", L.attn_w);
+      L.aproj_w = weight_transform_(prefix + "attn.c_proj.weight", L.aproj_w);
+      L.fc_w = weight_transform_(prefix + "mlp.c_fc.weight", L.fc_w);
+      L.mproj_w = weight_transform_(prefix + "mlp.c_proj.weight", L.mproj_w);
+    }
+    h = layer_forward(h, L, cfg_, cache, l, ActivationHook{&activation_transform_, prefix});
+  }
   if (cache) cache->length = pos + T;
-  return linear(norm_forward(ln_f, h), lm_head);
+  // A tied head is wte read a second time, under the head's own name, so a
+  // QAT plan can quantize the embedding lookup and the head separately.
+  const ActivationHook head_act{&activation_transform_, ""};
+  return linear(head_act("lm_head.weight", norm_forward(ln_f, h)),
+                transformed("lm_head.weight", lm_head));
 }
 
 }  // namespace gl

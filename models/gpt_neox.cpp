@@ -37,8 +37,12 @@ std::vector<ParamSpec> gpt_neox_param_specs(const ModelConfig& cfg) {
   return s;
 }
 
-Var gpt_neox_layer_forward(const Var& x, const GptNeoXLayer& p, const ModelConfig& cfg,
-                           int64_t position_offset, KVCache* cache, size_t layer) {
+namespace {
+
+// The layer with the activation hook on the inputs of its four linear maps.
+Var layer_forward(const Var& x, const GptNeoXLayer& p, const ModelConfig& cfg,
+                  int64_t position_offset, KVCache* cache, size_t layer,
+                  const ActivationHook& act) {
   GL_CHECK(x.dim() == 3 && x.size(2) == cfg.hidden_size,
            "gpt_neox layer: x must be [B, T, ", cfg.hidden_size, "], got ", x.describe());
   const int64_t B = x.size(0), T = x.size(1), NH = cfg.num_heads;
@@ -48,17 +52,19 @@ Var gpt_neox_layer_forward(const Var& x, const GptNeoXLayer& p, const ModelConfi
 
   auto attn = [&](const Var& a) {
     // [B, T, 3C] -> [B, T, NH, 3 * HS]: per head q | k | v (HF's [NH, 3, HS] layout).
-    const Var qkv = reshape(linear(a, p.qkv_w, p.qkv_b), {B, T, NH, 3 * HS});
+    const Var qkv = reshape(linear(act("attention.query_key_value.weight", a), p.qkv_w, p.qkv_b),
+                            {B, T, NH, 3 * HS});
     const std::vector<Var> parts = split(qkv, {HS, HS, HS}, 3);
     auto heads = [](const Var& t) { return permute(t, {0, 2, 1, 3}); };  // [B, NH, T, HS]
     const Var q = rotary(heads(parts[0]), rotary_dim, cfg.rotary_base, position_offset);
     const Var k = rotary(heads(parts[1]), rotary_dim, cfg.rotary_base, position_offset);
     const Var y = cached_attention(q, k, heads(parts[2]), 1.0 / std::sqrt(double(HS)), cache,
                                    layer);
-    return linear(merge_heads(y), p.dense_w, p.dense_b);
+    return linear(act("attention.dense.weight", merge_heads(y)), p.dense_w, p.dense_b);
   };
   auto mlp = [&](const Var& m) {
-    return linear(gelu(linear(m, p.fc_w, p.fc_b), cfg.gelu), p.proj_w, p.proj_b);
+    const Var up = gelu(linear(act("mlp.dense_h_to_4h.weight", m), p.fc_w, p.fc_b), cfg.gelu);
+    return linear(act("mlp.dense_4h_to_h.weight", up), p.proj_w, p.proj_b);
   };
   if (cfg.parallel_residual) {
     // HF: hidden_states = mlp_output + attn_output + residual (this order).
@@ -69,6 +75,13 @@ Var gpt_neox_layer_forward(const Var& x, const GptNeoXLayer& p, const ModelConfi
   // HF: attn_output = attn_output + residual; hidden = mlp(ln2(attn_output)) + attn_output.
   const Var h = add(attn(norm_forward(p.ln1, x)), x);
   return add(mlp(norm_forward(p.ln2, h)), h);
+}
+
+}  // namespace
+
+Var gpt_neox_layer_forward(const Var& x, const GptNeoXLayer& p, const ModelConfig& cfg,
+                           int64_t position_offset, KVCache* cache, size_t layer) {
+  return layer_forward(x, p, cfg, position_offset, cache, layer, ActivationHook{});
 }
 
 GptNeoX::GptNeoX(ModelConfig c, std::vector<NamedParam> params)
@@ -98,11 +111,28 @@ GptNeoX::GptNeoX(ModelConfig c, std::vector<NamedParam> params)
 Var GptNeoX::logits(const Tensor& ids_in, KVCache* cache) const {
   const Tensor ids = model_ids(ids_in, embed_in.device(), "gpt_neox");
   const int64_t pos = cache ? cache->length : 0;
-  Var h = embedding(embed_in, ids);
-  for (size_t l = 0; l < layers_.size(); ++l)
-    h = gpt_neox_layer_forward(h, layers_[l], cfg_, pos, cache, l);
+  Var h = embedding(transformed("gpt_neox.embed_in.weight", embed_in), ids);
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    if (!weight_transform_ && !activation_transform_) {
+      h = gpt_neox_layer_forward(h, layers_[l], cfg_, pos, cache, l);
+      continue;
+    }
+    // QAT hooks (model.h): this forward's copy of the layer holds the
+    // transformed weights; the parameters themselves are untouched.
+    const std::string prefix = layer_prefix(int64_t(l));
+    GptNeoXLayer L = layers_[l];
+    if (weight_transform_) {
+      L.qkv_w = weight_transform_(prefix + "attention.query_key_value.weight", L.qkv_w);
+      L.dense_w = weight_transform_(prefix + "attention.dense.weight", L.dense_w);
+      L.fc_w = weight_transform_(prefix + "mlp.dense_h_to_4h.weight", L.fc_w);
+      L.proj_w = weight_transform_(prefix + "mlp.dense_4h_to_h.weight", L.proj_w);
+    }
+    h = layer_forward(h, L, cfg_, pos, cache, l, ActivationHook{&activation_transform_, prefix});
+  }
   if (cache) cache->length = pos + ids.size(1);
-  return linear(norm_forward(final_norm, h), embed_out);
+  const ActivationHook head_act{&activation_transform_, ""};
+  return linear(head_act("embed_out.weight", norm_forward(final_norm, h)),
+                transformed("embed_out.weight", embed_out));
 }
 
 }  // namespace gl

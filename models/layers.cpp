@@ -45,6 +45,27 @@ std::unique_ptr<LanguageModel> build_model(const ModelConfig& cfg, const std::ve
   GL_CHECK(false, "build_model: unknown architecture");
 }
 
+std::vector<WeightUse> weight_uses(const ModelConfig& cfg) {
+  const bool gpt2 = cfg.arch == Arch::GPT2;
+  auto has = [](const std::string& n, const char* part) { return n.find(part) != std::string::npos; };
+  std::vector<WeightUse> uses;
+  for (const ParamSpec& s : param_specs(cfg)) {
+    if (s.shape.size() != 2) continue;
+    WeightUse u{s.name, s.name, WeightRole::EMBEDDING, false};
+    if (has(s.name, ".attention.") || has(s.name, ".attn.")) u.role = WeightRole::ATTENTION;
+    else if (has(s.name, ".mlp.")) u.role = WeightRole::MLP;
+    else if (s.name == "embed_out.weight" || s.name == "lm_head.weight") u.role = WeightRole::HEAD;
+    // Conv1D stores [in, out]; the embeddings and the head are [rows, C].
+    u.transposed = gpt2 && (u.role == WeightRole::ATTENTION || u.role == WeightRole::MLP);
+    uses.push_back(u);
+  }
+  if (cfg.tie_embeddings)
+    uses.push_back({gpt2 ? "lm_head.weight" : "embed_out.weight",
+                    gpt2 ? "transformer.wte.weight" : "gpt_neox.embed_in.weight", WeightRole::HEAD,
+                    false});
+  return uses;
+}
+
 const Var& ParamLookup::get(const std::string& name) const {
   for (const NamedParam& p : params_)
     if (p.name == name) return p.var;

@@ -33,6 +33,32 @@ int64_t param_count(const ModelConfig& cfg);  // sum of the table's numels
 // a gradient check can pass its own inputs.
 std::unique_ptr<LanguageModel> build_model(const ModelConfig& cfg, const std::vector<Var>& params);
 
+// The weight matrices a forward uses, as the model's weight transform sees
+// them (LanguageModel::set_weight_transform): every 2-D parameter in table
+// order under its own name, then a tied head under the name HF gives the
+// head ("embed_out.weight" / "lm_head.weight") reading the embedding.
+// `transposed`: stored [in, out] (GPT-2's Conv1D), so the input dimension,
+// along which quantization groups run, is dim 0 rather than the last.
+enum class WeightRole : uint8_t { ATTENTION, MLP, EMBEDDING, HEAD };
+struct WeightUse {
+  std::string name;   // passed to the transform
+  std::string param;  // the parameter read (differs from name for a tied head)
+  WeightRole role;
+  bool transposed = false;
+};
+std::vector<WeightUse> weight_uses(const ModelConfig& cfg);
+
+// A layer's view of the model's activation transform: hook("suffix", x)
+// is transform(prefix + "suffix", x), or x itself (no string built) when
+// the model has none.
+struct ActivationHook {
+  const LanguageModel::ActivationTransform* transform = nullptr;
+  std::string prefix;
+  Var operator()(const char* suffix, const Var& x) const {
+    return transform && *transform ? (*transform)(prefix + suffix, x) : x;
+  }
+};
+
 // Looks parameters up by name while a model wires itself up.
 class ParamLookup {
  public:

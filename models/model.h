@@ -1,6 +1,7 @@
 // The language-model interface shared by GPT-NeoX (Pythia) and GPT-2, and
 // their configuration. Programs (eval, sample, train, probe) only see this.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -65,9 +66,30 @@ class LanguageModel {
   // Mean cross-entropy of next-token prediction (targets: ignore_index -100).
   Var loss(const Tensor& ids, const Tensor& targets) const;
 
+  // Hooks for quantization-aware training (quant/qat.h installs them).
+  // The weight transform sees every weight matrix the forward uses, under
+  // its use name (weight_uses in models/layers.h: the Hugging Face name; a
+  // tied head is "embed_out.weight" / "lm_head.weight"), and the forward
+  // uses what it returns instead. The activation transform sees the input
+  // of every linear layer (attention qkv and dense, MLP up and down, the
+  // head), named by that layer's weight. Empty (the default): weights and
+  // inputs are used as they are, bit-identically, and nothing is called.
+  using WeightTransform = std::function<Var(const std::string& name, const Var& w)>;
+  using ActivationTransform = std::function<Var(const std::string& name, const Var& x)>;
+  void set_weight_transform(WeightTransform t) { weight_transform_ = std::move(t); }
+  void set_activation_transform(ActivationTransform t) { activation_transform_ = std::move(t); }
+  const WeightTransform& weight_transform() const { return weight_transform_; }
+  const ActivationTransform& activation_transform() const { return activation_transform_; }
+
  protected:
   explicit LanguageModel(ModelConfig cfg) : cfg_(std::move(cfg)) {}
+  // w itself without a weight transform; the name is only built with one.
+  Var transformed(const char* name, const Var& w) const {
+    return weight_transform_ ? weight_transform_(name, w) : w;
+  }
   ModelConfig cfg_;
+  WeightTransform weight_transform_;
+  ActivationTransform activation_transform_;
 };
 
 // Random initialisation (GPT-NeoX/GPT-2 style, from `gen` on the CPU, then

@@ -193,7 +193,7 @@ TEST_CASE("probe: INT8 gap is far below the INT4 gap") {
   CHECK(std::fabs(r.formats[1].gap_pct) < 0.1 * r.formats[0].gap_pct);
 }
 
-TEST_CASE("probe: weights restored bit-exactly; 1 + n_formats passes exactly") {
+TEST_CASE("probe: weights restored bit-exactly, 1 + n_formats passes exactly") {
   for (DType dt : {DType::F32, DType::F64}) {
     Generator gen(1);
     auto model = make_model(tiny_neox(), gen, dt);
