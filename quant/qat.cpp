@@ -96,8 +96,21 @@ struct QatPlan::State {
   Var quantize_2d(const Entry& e, const Var& x) const {
     const QuantSpec& spec = opt.spec;
     switch (e.path) {
-      case Path::LSQ:
+      case Path::LSQ: {
+        // An optimizer step can push a small learned scale through zero,
+        // where the quantizer is undefined; like torch's
+        // _LearnableFakeQuantize (scale.data.clamp_(min=eps) before every
+        // forward), clamp it in place to the f32 epsilon. NaN is left alone
+        // so the trainer's non-finite check still sees it.
+        const double eps = 1.1920928955078125e-07;
+        Tensor& sv = Var(e.lsq_scale).mutable_value();
+        std::vector<double> v = sv.to_vector();
+        bool clamped = false;
+        for (double& s : v)
+          if (s < eps) s = eps, clamped = true;
+        if (clamped) sv.copy_(Tensor::from_vector(v, sv.shape(), sv.dtype(), sv.device()));
         return fake_quantize(x, reshape(e.lsq_scale, {e.rows, e.groups}), Tensor(), e.fq);
+      }
       case Path::FUSED: {
         // Recomputed from the current weight and detached (spec 4.3): a
         // plain Var, not an input of the recorded op.

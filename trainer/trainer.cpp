@@ -21,6 +21,7 @@
 #include "optim/sam.h"
 #include "optim/sgd.h"
 #include "quant/probe.h"
+#include "quant/qat.h"
 #include "quant/quantizer.h"
 #include "trainer/checkpoint.h"
 #include "trainer/data_loader.h"
@@ -161,20 +162,29 @@ struct Optim {
   std::unique_ptr<Sam> sam;
 };
 
-Optim build_optimizer(const Recipe& r, const std::vector<NamedParam>& params) {
+// `extra`: QAT's learned (LSQ) scales, optimised without weight decay.
+Optim build_optimizer(const Recipe& r, const std::vector<NamedParam>& params,
+                      const std::vector<NamedParam>& extra) {
   Optim o;
+  auto groups = [&](double wd) {
+    std::vector<ParamGroup> g = default_param_groups(params, wd);
+    if (!extra.empty()) g.push_back(ParamGroup{extra, 1.0, 0.0});
+    return g;
+  };
   const std::string& name = r.get_string("optim.name");
   const double wd = r.get_float("optim.weight_decay");
   const std::vector<double>& betas = r.get_floats("optim.betas");
   const AdamWOptions adam{betas[0], betas[1], r.get_float("optim.eps")};
   const std::string base = name == "sam" ? r.get_string("optim.sam_base") : name;
   if (base == "adamw") {
-    o.opt = std::make_unique<AdamW>(default_param_groups(params, wd), adam);
+    o.opt = std::make_unique<AdamW>(groups(wd), adam);
   } else if (base == "sgd") {
     SgdOptions s;
     s.momentum = r.get_float("optim.momentum");
-    o.opt = std::make_unique<Sgd>(default_param_groups(params, wd), s);
+    o.opt = std::make_unique<Sgd>(groups(wd), s);
   } else {
+    GL_CHECK(extra.empty(), "quant.ste: lsq with optim.name=muon is not supported (Muon would "
+             "orthogonalise the 2-D scale tensors); use adamw or sgd");
     MuonOptions m;
     m.momentum = r.get_float("optim.momentum");
     m.weight_decay = wd;
@@ -233,7 +243,24 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
   const Data data = build_data(r, comm, cfg.vocab_size);
   res.unigram_entropy = data.unigram_entropy;
 
-  Optim o = build_optimizer(r, params);
+  // QAT (quant/qat.h): fake-quantized weights in the forward from
+  // quant.start_step on; LSQ scales are extra trainable tensors, checkpointed
+  // with the optimizer state under "qat.<name>".
+  std::optional<QatPlan> qat;
+  std::vector<NamedParam> qat_params;
+  if (!r.get_string("quant.scheme").empty()) {
+    QatOptions q;
+    q.spec = quant_spec_from_string(r.get_string("quant.scheme"));
+    q.layers = r.get_strings("quant.layers");
+    const std::string& ste = r.get_string("quant.ste");
+    q.ste = ste == "lsq" ? SteKind::LSQ : ste == "clipped" ? SteKind::CLIPPED : SteKind::PLAIN;
+    q.act_bits = int(r.get_int("quant.act_bits"));
+    q.start_step = r.get_int("quant.start_step");
+    qat.emplace(*model, q);
+    qat->attach(*model);
+    qat_params = qat->extra_parameters();
+  }
+  Optim o = build_optimizer(r, params, qat_params);
   const std::unique_ptr<Schedule> sched = make_schedule(r.schedule_spec());
   std::unique_ptr<WeightAverager> avg;
   if (r.has_averaging()) avg = std::make_unique<WeightAverager>(r.averaging_spec());
@@ -251,13 +278,22 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
     GL_CHECK(c.state.seed == st.seed, resume_dir, ": saved with run.seed ", c.state.seed, ", this run has ",
              st.seed);
     NamedTensors opt_state;
-    std::map<std::string, Tensor> avg_state;
+    std::map<std::string, Tensor> avg_state, qat_state;
     for (auto& [k, t] : c.optimizer_state) {
       if (k.rfind("avg.", 0) == 0) avg_state[k] = t;
+      else if (k.rfind("qat.", 0) == 0) qat_state[k.substr(4)] = t;
       else opt_state.emplace_back(k, t);
     }
     o.opt->load_state(opt_state);
     if (avg && !avg_state.empty()) avg->load_state(avg_state, "avg.");
+    GL_CHECK(qat_state.size() == qat_params.size(), resume_dir, ": holds ", qat_state.size(),
+             " QAT scale tensors, this run's quant: section makes ", qat_params.size());
+    for (const NamedParam& p : qat_params) {
+      const auto it = qat_state.find(p.name);
+      GL_CHECK(it != qat_state.end() && it->second.shape() == p.var.shape(), resume_dir,
+               ": QAT scale ", p.name, " missing or of another shape");
+      Var(p.var).mutable_value().copy_(it->second);
+    }
     st = c.state;
     st.world_size = W;
     if (lead) MetricsLog::truncate_after(metrics_path, st.step);
@@ -339,7 +375,17 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
       Batch b = val_batch(*data.src, i, B, cfg.vocab_size);
       batches.emplace_back(b.ids, b.targets);
     }
-    const ProbeResult pr = run_probe(*model, batches, probe_opts);
+    // The probe quantizes the latent (FP) weights itself: without the QAT
+    // hooks, or they would be quantized twice.
+    if (qat) QatPlan::detach(*model);
+    ProbeResult pr;
+    try {
+      pr = run_probe(*model, batches, probe_opts);
+    } catch (...) {
+      if (qat) qat->attach(*model);
+      throw;
+    }
+    if (qat) qat->attach(*model);
     Json full = pr.to_json();
     Json rec = Json::object();
     rec.set("kind", "quant");
@@ -387,6 +433,7 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
   auto save = [&]() {
     if (lead) {
       NamedTensors state = o.opt->state();
+      for (const NamedParam& p : qat_params) state.emplace_back("qat." + p.name, p.var.value());
       if (avg)
         for (auto& [k, t] : avg->state("avg.")) state.emplace_back(k, t);
       const std::string dir = save_checkpoint(res.run_dir, *model, state, st, yaml, r.get_int("train.keep_last"));
@@ -403,6 +450,7 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
   for (int64_t s = st.step; s < steps; ++s) {
     const Clock::time_point t0 = Clock::now();
     const double lr = sched->lr(s);
+    if (qat) qat->update_for_step(s);
     o.opt->zero_grad();
     double loss = forward_backward(s);
     double gnorm = std::numeric_limits<double>::quiet_NaN();

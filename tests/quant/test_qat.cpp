@@ -251,6 +251,23 @@ TEST_CASE("LSQ: learned scales are extra parameters, get gradients, forward uses
   }
 }
 
+TEST_CASE("LSQ: a scale pushed through zero is clamped to the f32 epsilon before the forward") {
+  const ModelConfig cfg = tiny_config(Arch::GPT_NEOX, false);
+  auto m = tiny_model(cfg);
+  QatPlan plan(*m, options("int4:g16:lsq", {"mlp"}, SteKind::LSQ));
+  plan.attach(*m);
+  const std::vector<NamedParam> extra = plan.extra_parameters();
+  Tensor& s = Var(extra[0].var).mutable_value();
+  s.data<float>()[0] = -1e-3f;  // what an optimizer step can do to a small scale
+  s.data<float>()[1] = 0.0f;
+  const Tensor ids = some_ids(2, 8, cfg.vocab_size, 13);
+  const Var logits = m->logits(ids);  // no "scale must be > 0" error
+  const std::vector<double> after = extra[0].var.value().to_vector();
+  CHECK(after[0] == doctest::Approx(1.1920928955078125e-07));
+  CHECK(after[1] == doctest::Approx(1.1920928955078125e-07));
+  for (double v : logits.value().to_vector()) REQUIRE(std::isfinite(v));
+}
+
 TEST_CASE("QAT plan: start step, names, activation fake quant") {
   const ModelConfig cfg = tiny_config(Arch::GPT2, true);
   auto m = tiny_model(cfg);

@@ -333,3 +333,39 @@ TEST_CASE("trainer: missing inputs stop the run before anything is created") {
       doctest::Contains("document.idx not found"), Error);
   CHECK(!fs::exists(d / "runs"));
 }
+
+TEST_CASE("trainer: QAT with learned (LSQ) scales trains, checkpoints its scales and resumes bit-exactly") {
+  TempDir d;
+  const Shards s = write_shards(d);
+  const std::string yaml = tiny_recipe(d, s);
+  const std::vector<std::string> qat = {"quant.scheme=int4:g16", "quant.ste=lsq", "quant.start_step=2",
+                                        "quant.layers=[attention, mlp]"};
+  auto with = [&](std::vector<std::string> o) {
+    o.insert(o.end(), qat.begin(), qat.end());
+    return o;
+  };
+  const TrainResult straight = run_training(recipe(yaml, with({"run.name=q"})), quiet());
+  TrainerHooks stop = quiet();
+  stop.after_step = [](int64_t step) { return step < 4; };
+  run_training(recipe(yaml, with({"run.name=qs"})), stop);
+  const TrainResult resumed = run_training(recipe(yaml, with({"run.name=qs", "train.resume=true"})), quiet());
+  const std::string a = straight.run_dir + "/checkpoints/step-00000006";
+  const std::string b = resumed.run_dir + "/checkpoints/step-00000006";
+  const auto oa = tensor_bytes(a + "/optimizer.safetensors");
+  CHECK(oa == tensor_bytes(b + "/optimizer.safetensors"));
+  CHECK(tensor_bytes(a + "/model.safetensors") == tensor_bytes(b + "/model.safetensors"));
+  // 2 layers x 4 linear weights, each with its scales; they moved from their init.
+  int scales = 0;
+  for (const auto& [name, bytes] : oa) scales += name.rfind("qat.", 0) == 0;
+  CHECK(scales == 8);
+  // The same run without QAT validates differently: the forward was quantized.
+  const TrainResult fp = run_training(recipe(yaml, {"run.name=fp"}), quiet());
+  CHECK(fp.last_val_loss != straight.last_val_loss);
+
+  CHECK_THROWS_WITH_AS(run_training(recipe(yaml, with({"run.name=m", "optim.name=muon"})), quiet()),
+                       doctest::Contains("lsq with optim.name=muon is not supported"), Error);
+  CHECK_THROWS_WITH_AS(
+      run_training(recipe(yaml, {"run.name=p", "quant.scheme=int4:g16", "quant.layers=[nothing_matches]"}),
+                   quiet()),
+      doctest::Contains("nothing_matches"), Error);
+}
