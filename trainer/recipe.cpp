@@ -137,6 +137,12 @@ std::vector<RecipeKey> build_schema() {
                  "steps between INT4/INT8 probes on the validation batches (0: only at the end; -1: never)"),
              -1, kInf),
       key("quant.probe_formats", T::STRINGS, "[int4_probe, int8_probe]", "formats the probe evaluates"),
+      ranged(key("quant.distill", T::FLOAT, "0",
+                 "knowledge distillation weight a: loss = a KL(teacher || model) + (1 - a) CE (0: off)"),
+             0, 1),
+      ranged(key("quant.distill_temperature", T::FLOAT, "1", "distillation temperature tau"), 0, kInf, true),
+      key("quant.teacher", T::STRING, "",
+          "the frozen teacher, a Hugging Face model directory (empty: train.init_from)"),
   };
 }
 
@@ -648,6 +654,10 @@ void Recipe::validate() const {
   };
   if (!get_string("quant.scheme").empty()) check_scheme("quant.scheme", get_string("quant.scheme"));
   for (const std::string& f : get_strings("quant.probe_formats")) check_scheme("quant.probe_formats", f);
+  if (get_float("quant.distill") > 0 && get_string("quant.teacher").empty() &&
+      get_string("train.init_from").empty())
+    fail(origin("quant.distill"),
+         "quant.distill needs a teacher: quant.teacher, or train.init_from (whose model is the teacher)");
   const int64_t ab = get_int("quant.act_bits");
   if (ab != 0 && (ab < 2 || ab > 8))
     fail(origin("quant.act_bits"), str("quant.act_bits = ", ab, ": expected 0 (off) or 2..8"));

@@ -20,6 +20,7 @@
 #include "optim/muon.h"
 #include "optim/sam.h"
 #include "optim/sgd.h"
+#include "autograd/ops/distill.h"
 #include "quant/probe.h"
 #include "quant/qat.h"
 #include "quant/quantizer.h"
@@ -104,6 +105,8 @@ void preflight(const Recipe& r) {
   if (!r.get_string("train.init_from").empty() && !r.get_bool("train.resume"))
     check_hf_dir(r.get_string("train.init_from"), "train.init_from");
   if (!r.get_string("model.hf_dir").empty()) check_hf_dir(r.get_string("model.hf_dir"), "model.hf_dir");
+  if (r.get_float("quant.distill") > 0 && !r.get_string("quant.teacher").empty())
+    check_hf_dir(r.get_string("quant.teacher"), "quant.teacher");
   if (r.get_string("data.kind") == "megatron") {
     const std::vector<std::string>& paths = r.get_strings("data.paths");
     const std::vector<std::string>& val = r.get_strings("data.val_paths");
@@ -261,6 +264,19 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
     qat_params = qat->extra_parameters();
   }
   Optim o = build_optimizer(r, params, qat_params);
+
+  // Knowledge distillation (spec.md 5.2): a frozen teacher, by default the
+  // model the run started from (train.init_from), typically FP while the
+  // student trains under QAT.
+  const double kd_alpha = r.get_float("quant.distill"), kd_tau = r.get_float("quant.distill_temperature");
+  std::unique_ptr<LanguageModel> teacher;
+  if (kd_alpha > 0) {
+    const std::string& t = r.get_string("quant.teacher").empty() ? r.get_string("train.init_from")
+                                                                 : r.get_string("quant.teacher");
+    teacher = load_hf_model(t, recipe_dtype(r), device_from_name(r.get_string("run.device")));
+    GL_CHECK(teacher->config().vocab_size == cfg.vocab_size, "quant.teacher: ", t, " has vocabulary ",
+             teacher->config().vocab_size, ", the model ", cfg.vocab_size);
+  }
   const std::unique_ptr<Schedule> sched = make_schedule(r.schedule_spec());
   std::unique_ptr<WeightAverager> avg;
   if (r.has_averaging()) avg = std::make_unique<WeightAverager>(r.averaging_spec());
@@ -341,7 +357,20 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
     double loss_sum = 0;
     for (int64_t m = 0; m < accum; ++m) {
       const Batch b = train_batch(*data.src, s, m, accum, rank, W, B, cfg.vocab_size);
-      const Var loss = model->loss(b.ids, b.targets);
+      Var loss;
+      if (!teacher) {
+        loss = model->loss(b.ids, b.targets);
+      } else {
+        const Var lg = model->logits(b.ids);
+        Tensor tl;
+        {
+          NoGradGuard frozen;
+          tl = teacher->logits(b.ids).value();
+        }
+        const Var kd = distill_kl(lg, tl, kd_tau);
+        loss = kd_alpha == 1.0 ? kd
+                               : add(scale(kd, kd_alpha), scale(cross_entropy(lg, b.targets), 1.0 - kd_alpha));
+      }
       loss.backward();
       loss_sum += loss.value().item();
       if (hooks.after_backward) hooks.after_backward(s, params);

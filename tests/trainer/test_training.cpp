@@ -369,3 +369,24 @@ TEST_CASE("trainer: QAT with learned (LSQ) scales trains, checkpoints its scales
                    quiet()),
       doctest::Contains("nothing_matches"), Error);
 }
+
+TEST_CASE("trainer: knowledge distillation from a frozen teacher") {
+  TempDir d;
+  const Shards s = write_shards(d);
+  const std::string yaml = tiny_recipe(d, s);
+  const TrainResult base = run_training(recipe(yaml, {"run.name=teacher"}), quiet());
+  const std::string teacher = base.run_dir + "/checkpoints/step-00000006";
+  // Student = teacher at step 1 and no QAT: KL(p || p) = 0 (to float rounding).
+  const TrainResult same = run_training(
+      recipe(yaml, {"run.name=same", "train.init_from=" + teacher, "quant.distill=1", "train.steps=3"}), quiet());
+  const std::vector<Json> recs = MetricsLog::read(same.run_dir + "/metrics.jsonl");
+  REQUIRE(!recs.empty());
+  CHECK(std::fabs(recs[0].at("loss").as_double()) < 1e-5);
+  // Under QAT the quantized student differs from its FP teacher: KL > 0, and mixing in CE works.
+  const TrainResult qat = run_training(recipe(yaml, {"run.name=kdq", "train.init_from=" + teacher, "quant.distill=0.5",
+                                                     "quant.scheme=int4:g16", "quant.distill_temperature=2"}),
+                                       quiet());
+  CHECK(std::isfinite(qat.last_train_loss));
+  CHECK(qat.last_train_loss > 0);
+  CHECK_THROWS_WITH_AS(recipe(yaml, {"quant.distill=1"}), doctest::Contains("quant.distill needs a teacher"), Error);
+}
