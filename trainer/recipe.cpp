@@ -137,6 +137,10 @@ std::vector<RecipeKey> build_schema() {
                  "steps between INT4/INT8 probes on the validation batches (0: only at the end; -1: never)"),
              -1, kInf),
       key("quant.probe_formats", T::STRINGS, "[int4_probe, int8_probe]", "formats the probe evaluates"),
+      ranged(key("quant.gptq_init", T::INT, "0",
+                 "QAT: before step 1 of a fresh run, GPTQ-quantize quant.layers with quant.scheme on this many "
+                 "training micro-batches (0: off)"),
+             0, kInf),
       ranged(key("quant.distill", T::FLOAT, "0",
                  "knowledge distillation weight a: loss = a KL(teacher || model) + (1 - a) CE (0: off)"),
              0, 1),
@@ -658,6 +662,8 @@ void Recipe::validate() const {
       get_string("train.init_from").empty())
     fail(origin("quant.distill"),
          "quant.distill needs a teacher: quant.teacher, or train.init_from (whose model is the teacher)");
+  if (get_int("quant.gptq_init") > 0 && get_string("quant.scheme").empty())
+    fail(origin("quant.gptq_init"), "quant.gptq_init needs quant.scheme (the scheme GPTQ quantizes to)");
   const int64_t ab = get_int("quant.act_bits");
   if (ab != 0 && (ab < 2 || ab > 8))
     fail(origin("quant.act_bits"), str("quant.act_bits = ", ab, ": expected 0 (off) or 2..8"));

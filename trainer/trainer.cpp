@@ -21,6 +21,7 @@
 #include "optim/sam.h"
 #include "optim/sgd.h"
 #include "autograd/ops/distill.h"
+#include "quant/gptq.h"
 #include "quant/probe.h"
 #include "quant/qat.h"
 #include "quant/quantizer.h"
@@ -251,6 +252,25 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
   // with the optimizer state under "qat.<name>".
   std::optional<QatPlan> qat;
   std::vector<NamedParam> qat_params;
+  std::vector<GptqLayerReport> gptq_reports;
+  if (r.get_int("quant.gptq_init") > 0 && resume_dir.empty()) {
+    // GPTQ initialisation (spec.md 5.3 "PTQ init -> QAT"): the latent weights
+    // start at GPTQ's dequantized weights, calibrated on the run's own
+    // training data (the first micro-batches this run will see). Every rank
+    // computes the same thing from the same data.
+    GptqOptions g;
+    g.spec = quant_spec_from_string(r.get_string("quant.scheme"));
+    std::vector<Tensor> calib;
+    for (int64_t i = 0; i < r.get_int("quant.gptq_init"); ++i)
+      calib.push_back(train_batch(*data.src, i / accum, i % accum, accum, 0, 1, B, cfg.vocab_size).ids);
+    gptq_reports = gptq_quantize_model(*model, calib, g, r.get_strings("quant.layers"));
+    const std::vector<GptqLayerReport>& rep = gptq_reports;
+    if (talk) {
+      double e = 0, e_rtn = 0;
+      for (const GptqLayerReport& l : rep) e += l.error, e_rtn += l.rtn_error;
+      std::printf("GPTQ init of %zu weights: layer error %.4g (round-to-nearest %.4g)\n", rep.size(), e, e_rtn);
+    }
+  }
   if (!r.get_string("quant.scheme").empty()) {
     QatOptions q;
     q.spec = quant_spec_from_string(r.get_string("quant.scheme"));
@@ -262,6 +282,15 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
     qat.emplace(*model, q);
     qat->attach(*model);
     qat_params = qat->extra_parameters();
+    // Learned scales start at GPTQ's (spec.md 5.3): with absmax scales they
+    // would be recomputed from the weights instead.
+    for (const GptqLayerReport& g : gptq_reports)
+      for (const NamedParam& p : qat_params)
+        if (p.name == g.name + ".lsq_scale") {
+          GL_CHECK(g.perm.empty() && g.scales.scale.numel() == p.var.numel(), "quant.gptq_init: GPTQ's scales of ",
+                   g.name, " do not fit its LSQ scales (act_order groups?)");
+          Var(p.var).mutable_value().copy_(g.scales.scale.reshape(p.var.shape()).to(p.var.dtype()));
+        }
   }
   Optim o = build_optimizer(r, params, qat_params);
 

@@ -16,6 +16,7 @@
 #include "data/token_shard.h"
 #include "dist/comm.h"
 #include "tests/testing.h"
+#include "quant/quantizer.h"
 #include "trainer/checkpoint.h"
 #include "trainer/data_loader.h"
 #include "trainer/metrics.h"
@@ -389,4 +390,35 @@ TEST_CASE("trainer: knowledge distillation from a frozen teacher") {
   CHECK(std::isfinite(qat.last_train_loss));
   CHECK(qat.last_train_loss > 0);
   CHECK_THROWS_WITH_AS(recipe(yaml, {"quant.distill=1"}), doctest::Contains("quant.distill needs a teacher"), Error);
+}
+
+TEST_CASE("trainer: QAT from a GPTQ-initialised model") {
+  TempDir d;
+  const Shards s = write_shards(d);
+  const std::string yaml = tiny_recipe(d, s);
+  const TrainResult base = run_training(recipe(yaml, {"run.name=fp"}), quiet());
+  const std::string ckpt = base.run_dir + "/checkpoints/step-00000006";
+  // One step at a negligible LR leaves the weights and the learned scales
+  // where GPTQ put them: every weight of a quantized layer is an integer
+  // multiple of its group's scale (GPTQ's scales, not absmax ones).
+  const TrainResult g = run_training(
+      recipe(yaml, {"run.name=g", "train.init_from=" + ckpt, "quant.scheme=int4:g16", "quant.ste=lsq",
+                    "quant.gptq_init=2", "schedule.kind=constant", "schedule.params.peak=1e-30", "train.steps=1"}),
+      quiet());
+  const std::string dir = g.run_dir + "/checkpoints/step-00000001";
+  const std::string name = "gpt_neox.layers.0.mlp.dense_h_to_4h.weight";
+  const std::vector<double> w = SafetensorsFile::open(dir + "/model.safetensors").load(name).to_vector();
+  const std::vector<double> sc =
+      SafetensorsFile::open(dir + "/optimizer.safetensors").load("qat." + name + ".lsq_scale").to_vector();
+  REQUIRE(sc.size() * 16 == w.size());
+  int off_grid = 0;
+  for (size_t i = 0; i < w.size(); ++i) {
+    const double v = w[i] / sc[i / 16];
+    off_grid += std::fabs(v - std::nearbyint(v)) > 1e-3 || v < -8.001 || v > 7.001;
+  }
+  CHECK(off_grid == 0);
+  const std::vector<double> before = SafetensorsFile::open(ckpt + "/model.safetensors").load(name).to_vector();
+  CHECK(before != w);
+  CHECK_THROWS_WITH_AS(recipe(yaml, {"quant.gptq_init=2"}), doctest::Contains("quant.gptq_init needs quant.scheme"),
+                       Error);
 }
