@@ -11,6 +11,7 @@
 #include "core/safetensors.h"
 #include "models/model.h"
 #include "quant/export_gguf.h"
+#include "trainer/recipe.h"
 
 using namespace gl;
 using namespace gl::apps;
@@ -29,7 +30,8 @@ const char* kUsage =
     "options:\n"
     "  --type f32|f16|q4_0|q4_1|q8_0  type of the 2-D weights (default f32)\n"
     "  --pure                   output.weight gets --type too\n"
-    "  --qat-scheme NAME        the quant preset the model was trained with (QAT);\n"
+    "  --qat-scheme NAME        the quant preset the model was trained with (QAT; default:\n"
+    "                           quant.scheme of MODEL_DIR/recipe.resolved.yaml, a ./train checkpoint);\n"
     "                           refused unless it is the same format as --type\n"
     "  --force                  export even when --qat-scheme differs from --type\n"
     "  --tokenizer PATH         tokenizer.json (default MODEL_DIR/tokenizer.json)\n"
@@ -102,10 +104,19 @@ int run(int argc, char** argv) {
   }
   require_directory(o.model_dir, "model directory");
   require_file(o.tokenizer, "tokenizer");
+  // A ./train checkpoint says how it was trained: its recipe's quant.scheme
+  // is the QAT scheme unless --qat-scheme names one.
+  Options opt = o;
+  const std::string recipe = o.model_dir + "/recipe.resolved.yaml";
+  if (opt.ex.qat_scheme.empty() && file_exists(recipe)) {
+    opt.ex.qat_scheme = Recipe::load(recipe).get_string("quant.scheme");
+    if (!opt.ex.qat_scheme.empty())
+      std::fprintf(stderr, "gridlock_export: QAT scheme '%s' (from %s)\n", opt.ex.qat_scheme.c_str(), recipe.c_str());
+  }
   // The QAT refusal costs nothing: say it before the model is loaded.
-  check_qat_scheme(o.ex.qat_scheme, o.ex.type, o.ex.force);
+  check_qat_scheme(opt.ex.qat_scheme, opt.ex.type, opt.ex.force);
   const auto model = load_hf_model(o.model_dir);
-  export_gguf(*model, o.tokenizer, o.out, o.ex);
+  export_gguf(*model, o.tokenizer, o.out, opt.ex);
   std::printf("wrote %s (%s%s)\n", o.out.c_str(), export_type_name(o.ex.type),
               o.ex.pure ? ", pure" : "");
   return 0;

@@ -88,7 +88,8 @@ std::optional<std::string> latest_checkpoint(const std::string& run_dir) {
 
 std::string save_checkpoint(const std::string& run_dir, const LanguageModel& model,
                             const NamedTensors& optimizer_state, const TrainerState& state,
-                            const std::string& recipe_yaml, int64_t keep_last) {
+                            const std::string& recipe_yaml, int64_t keep_last,
+                            const std::string& tokenizer_json) {
   const fs::path root = fs::path(run_dir) / "checkpoints";
   fs::create_directories(root);
   // Leftovers of a save that crashed: never complete, safe to remove.
@@ -103,6 +104,7 @@ std::string save_checkpoint(const std::string& run_dir, const LanguageModel& mod
   save_safetensors((tmp / "optimizer.safetensors").string(), optimizer_state,
                    {{"format", "gridlock-optimizer-state"}});
   write_text((tmp / "recipe.resolved.yaml").string(), recipe_yaml);
+  if (!tokenizer_json.empty()) fs::copy_file(tokenizer_json, tmp / "tokenizer.json");
   Json j = Json::object();
   j.set("format", "gridlock-trainer-state");
   j.set("version", 1);

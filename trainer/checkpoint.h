@@ -10,6 +10,7 @@
 //   trainer_state.json               step, tokens, global batch, world size,
 //                                    seed, elapsed time, skipped steps
 //   recipe.resolved.yaml             the recipe the run was started with
+//   tokenizer.json                   the run's tokenizer, when it has one
 // Randomness needs no state of its own: data order and every random draw
 // are Philox streams keyed by (seed, step) (trainer/data_loader.h), so the
 // step IS the RNG position; trainer_state.json records seed and step.
@@ -45,9 +46,12 @@ std::string checkpoint_dir_name(int64_t step);  // "step-00000500"
 
 // Writes the checkpoint of `state.step`; returns its directory. Keeps the
 // newest `keep_last` checkpoints (0: all).
+// `tokenizer_json` (a path, or empty) is copied in, so that the checkpoint
+// is a complete model directory for ./eval, ./sample and ./export.
 std::string save_checkpoint(const std::string& run_dir, const LanguageModel& model,
                             const NamedTensors& optimizer_state, const TrainerState& state,
-                            const std::string& recipe_yaml, int64_t keep_last);
+                            const std::string& recipe_yaml, int64_t keep_last,
+                            const std::string& tokenizer_json = "");
 
 // Newest complete checkpoint directory of a run (by step), if any.
 std::optional<std::string> latest_checkpoint(const std::string& run_dir);

@@ -494,7 +494,8 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
       for (const NamedParam& p : qat_params) state.emplace_back("qat." + p.name, p.var.value());
       if (avg)
         for (auto& [k, t] : avg->state("avg.")) state.emplace_back(k, t);
-      const std::string dir = save_checkpoint(res.run_dir, *model, state, st, yaml, r.get_int("train.keep_last"));
+      const std::string dir = save_checkpoint(res.run_dir, *model, state, st, yaml, r.get_int("train.keep_last"),
+                                                data.tokenizer);
       if (talk) std::printf("saved %s\n", dir.c_str());
     }
     comm.barrier();

@@ -4,9 +4,14 @@
 # when its inputs are missing, a short run on the Debian corpus writing
 # metrics, checkpoints and the report, and --resume continuing it.
 #
-#   train_cli.sh GRIDLOCK_TRAIN SOURCE_DIR WORK_DIR
+# Then QAT end to end: a run trained with quant.scheme=q4_0 exports to GGUF
+# Q4_0, and ./export refuses another format for it (QAT only pays off when
+# deployment uses the scheme training simulated), reading the scheme from the
+# checkpoint's recipe.
+#
+#   train_cli.sh GRIDLOCK_TRAIN GRIDLOCK_EXPORT SOURCE_DIR WORK_DIR
 set -uo pipefail
-train="$1" src="$2" work="$3"
+train="$1" export_bin="$2" src="$3" work="$4"
 rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
 fail() { echo "FAIL: $*"; exit 1; }
 recipe="$src/tests/trainer/e2e/small.yaml"
@@ -44,4 +49,15 @@ grep -q "<svg" "$run/report.html" || fail "report.html has no plot"
 grep -q "resuming .*step-00000008 at step 8" resume.log || { cat resume.log; fail "--resume did not start at step 8"; }
 [[ -s "$run/checkpoints/step-00000010/model.safetensors" ]] || fail "no checkpoint at step 10 after --resume"
 [[ ! -e "$work/runs/small-2" ]] || fail "--resume made a new run directory"
+
+"$train" "$recipe" "${common[@]}" run.name=qat quant.scheme=q4_0 train.steps=4 > qat.log 2>&1 ||
+  { cat qat.log; fail "the QAT run failed"; }
+ckpt="$work/runs/qat/checkpoints/step-00000004"
+[[ -s "$ckpt/tokenizer.json" ]] || fail "the checkpoint has no tokenizer.json"
+"$export_bin" "$ckpt" "$work/qat.q8.gguf" --type q8_0 > exp.txt 2>&1; rc=$?
+[[ $rc -eq 1 ]] || { cat exp.txt; fail "exporting a q4_0-QAT model to q8_0: exit $rc, expected a refusal (1)"; }
+grep -q "QAT only pays off when deployment uses the same scheme" exp.txt || { cat exp.txt; fail "refusal does not say why"; }
+[[ ! -e "$work/qat.q8.gguf" ]] || fail "a refused export left a file"
+"$export_bin" "$ckpt" "$work/qat.q4.gguf" --type q4_0 > exp.txt 2>&1 || { cat exp.txt; fail "q4_0 export of a q4_0-QAT model failed"; }
+[[ -s "$work/qat.q4.gguf" ]] || fail "no GGUF written"
 echo "PASS"
