@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,8 @@
 #include "core/json.h"
 #include "data/tokenizer.h"
 #include "models/model.h"
+#include "quant/packed_model.h"
+#include "quant/qat.h"
 
 using namespace gl;
 using namespace gl::apps;
@@ -50,6 +53,11 @@ const char* kUsage =
     "  --max-tokens N          use only the first N tokens of DATA\n"
     "  --token-dtype u16|u32   read DATA as a token file of that width\n"
     "  --dtype f32|f64         compute dtype (default f32)\n"
+    "  --fake-quant SPEC       evaluate with fake-quantized weights (a quant preset or spec\n"
+    "                          string, quant/quantizer.h; layers: --quant-layers)\n"
+    "  --packed SPEC           evaluate on the integer path: 4-bit packed weights decoded in\n"
+    "                          the matmul kernel (GPT-NeoX; equals --fake-quant SPEC to rounding)\n"
+    "  --quant-layers LIST     comma-separated patterns (default attention,mlp)\n"
     "  --json                  print one JSON line instead of the report\n"
     "  --progress              progress bar even when stderr is not a terminal\n"
     "exit status: 0 ok, 1 runtime error, 2 usage error\n";
@@ -62,6 +70,8 @@ struct Options {
   int64_t batch = 1;
   int64_t max_tokens = -1;
   bool json = false, progress = false;
+  std::string fake_quant, packed;
+  std::vector<std::string> quant_layers = {"attention", "mlp"};
 };
 
 Options parse_options(int argc, char** argv) {
@@ -80,6 +90,20 @@ Options parse_options(int argc, char** argv) {
     else if (a == "--token-dtype") o.token_dtype = args.value(a);
     else if (a == "--dtype") o.dtype = parse_float_dtype(a, args.value(a));
     else if (a == "--json") args.no_value(a), o.json = true;
+    else if (a == "--fake-quant") o.fake_quant = args.value(a);
+    else if (a == "--packed") o.packed = args.value(a);
+    else if (a == "--quant-layers") {
+      o.quant_layers.clear();
+      std::string v = args.value(a), item;
+      for (size_t i = 0; i <= v.size(); ++i)
+        if (i == v.size() || v[i] == ',') {
+          if (!item.empty()) o.quant_layers.push_back(item);
+          item.clear();
+        } else {
+          item += v[i];
+        }
+      if (o.quant_layers.empty()) throw UsageError("--quant-layers: no pattern given");
+    }
     else if (a == "--progress") args.no_value(a), o.progress = true;
     else if (a.size() > 1 && a[0] == '-') throw UsageError("unknown option '" + a + "'");
     else positional.push_back(a);
@@ -158,6 +182,22 @@ int run(int argc, char** argv) {
   require_directory(o.model_dir, "model directory");
   const std::unique_ptr<LanguageModel> model = load_hf_model(o.model_dir, o.dtype, o.device);
   const ModelConfig& cfg = model->config();
+  if (!o.fake_quant.empty() && !o.packed.empty())
+    throw UsageError("--fake-quant and --packed are two ways to run one scheme: give one");
+  // Both are installed on the model and stay for the whole evaluation.
+  std::optional<QatPlan> fake;
+  std::optional<PackedModel> packed;
+  if (!o.fake_quant.empty()) {
+    QatOptions q;
+    q.spec = quant_spec_from_string(o.fake_quant);
+    q.layers = o.quant_layers;
+    fake.emplace(*model, q);
+    fake->attach(*model);
+  }
+  if (!o.packed.empty()) {
+    packed.emplace(*model, quant_spec_from_string(o.packed), o.quant_layers);
+    packed->attach(*model);
+  }
   const int64_t context = o.context > 0 ? o.context : cfg.max_positions;
   if (context > cfg.max_positions)
     throw UsageError("--context " + std::to_string(context) + " exceeds the model's " +
@@ -173,6 +213,8 @@ int run(int argc, char** argv) {
     Json j = Json::object();
     j.set("model", o.model_dir);
     j.set("data", o.data);
+    if (!o.fake_quant.empty()) j.set("fake_quant", o.fake_quant);
+    if (!o.packed.empty()) j.set("packed", o.packed);
     j.set("device", o.device.name());
     j.set("context", context);
     j.set("windows", r.windows);

@@ -52,7 +52,7 @@ Var layer_forward(const Var& x, const GptNeoXLayer& p, const ModelConfig& cfg,
 
   auto attn = [&](const Var& a) {
     // [B, T, 3C] -> [B, T, NH, 3 * HS]: per head q | k | v (HF's [NH, 3, HS] layout).
-    const Var qkv = reshape(linear(act("attention.query_key_value.weight", a), p.qkv_w, p.qkv_b),
+    const Var qkv = reshape(act.linear("attention.query_key_value.weight", a, p.qkv_w, p.qkv_b),
                             {B, T, NH, 3 * HS});
     const std::vector<Var> parts = split(qkv, {HS, HS, HS}, 3);
     auto heads = [](const Var& t) { return permute(t, {0, 2, 1, 3}); };  // [B, NH, T, HS]
@@ -60,11 +60,11 @@ Var layer_forward(const Var& x, const GptNeoXLayer& p, const ModelConfig& cfg,
     const Var k = rotary(heads(parts[1]), rotary_dim, cfg.rotary_base, position_offset);
     const Var y = cached_attention(q, k, heads(parts[2]), 1.0 / std::sqrt(double(HS)), cache,
                                    layer);
-    return linear(act("attention.dense.weight", merge_heads(y)), p.dense_w, p.dense_b);
+    return act.linear("attention.dense.weight", merge_heads(y), p.dense_w, p.dense_b);
   };
   auto mlp = [&](const Var& m) {
-    const Var up = gelu(linear(act("mlp.dense_h_to_4h.weight", m), p.fc_w, p.fc_b), cfg.gelu);
-    return linear(act("mlp.dense_4h_to_h.weight", up), p.proj_w, p.proj_b);
+    const Var up = gelu(act.linear("mlp.dense_h_to_4h.weight", m, p.fc_w, p.fc_b), cfg.gelu);
+    return act.linear("mlp.dense_4h_to_h.weight", up, p.proj_w, p.proj_b);
   };
   if (cfg.parallel_residual) {
     // HF: hidden_states = mlp_output + attn_output + residual (this order).
@@ -113,7 +113,7 @@ Var GptNeoX::logits(const Tensor& ids_in, KVCache* cache) const {
   const int64_t pos = cache ? cache->length : 0;
   Var h = embedding(transformed("gpt_neox.embed_in.weight", embed_in), ids);
   for (size_t l = 0; l < layers_.size(); ++l) {
-    if (!weight_transform_ && !activation_transform_) {
+    if (!weight_transform_ && !activation_transform_ && !linear_override_) {
       h = gpt_neox_layer_forward(h, layers_[l], cfg_, pos, cache, l);
       continue;
     }
@@ -127,12 +127,13 @@ Var GptNeoX::logits(const Tensor& ids_in, KVCache* cache) const {
       L.fc_w = weight_transform_(prefix + "mlp.dense_h_to_4h.weight", L.fc_w);
       L.proj_w = weight_transform_(prefix + "mlp.dense_4h_to_h.weight", L.proj_w);
     }
-    h = layer_forward(h, L, cfg_, pos, cache, l, ActivationHook{&activation_transform_, prefix});
+    h = layer_forward(h, L, cfg_, pos, cache, l,
+                      ActivationHook{&activation_transform_, prefix, &linear_override_});
   }
   if (cache) cache->length = pos + ids.size(1);
-  const ActivationHook head_act{&activation_transform_, ""};
-  return linear(head_act("embed_out.weight", norm_forward(final_norm, h)),
-                transformed("embed_out.weight", embed_out));
+  const ActivationHook head_act{&activation_transform_, "", &linear_override_};
+  return head_act.linear("embed_out.weight", norm_forward(final_norm, h),
+                         transformed("embed_out.weight", embed_out), Var());
 }
 
 }  // namespace gl

@@ -151,4 +151,13 @@ Tensor model_ids(const Tensor& ids, Device device, const char* who) {
   return ids.device() == device ? ids : ids.to(device);
 }
 
+Var ActivationHook::linear(const char* suffix, const Var& x, const Var& w, const Var& b) const {
+  const Var in = (*this)(suffix, x);
+  if (linear_override && *linear_override) {
+    const Var y = (*linear_override)(prefix + suffix, in, b);
+    if (y.defined()) return y;
+  }
+  return gl::linear(in, w, b);
+}
+
 }  // namespace gl

@@ -54,9 +54,13 @@ std::vector<WeightUse> weight_uses(const ModelConfig& cfg);
 struct ActivationHook {
   const LanguageModel::ActivationTransform* transform = nullptr;
   std::string prefix;
+  const LanguageModel::LinearOverride* linear_override = nullptr;
   Var operator()(const char* suffix, const Var& x) const {
     return transform && *transform ? (*transform)(prefix + suffix, x) : x;
   }
+  // linear(hook(suffix, x), w, b), unless the model's linear override takes
+  // this layer (see LanguageModel::LinearOverride).
+  Var linear(const char* suffix, const Var& x, const Var& w, const Var& b) const;
 };
 
 // Looks parameters up by name while a model wires itself up.

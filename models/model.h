@@ -80,6 +80,15 @@ class LanguageModel {
   void set_activation_transform(ActivationTransform t) { activation_transform_ = std::move(t); }
   const WeightTransform& weight_transform() const { return weight_transform_; }
   const ActivationTransform& activation_transform() const { return activation_transform_; }
+  // The linear override computes a whole GPT-NeoX linear layer (attention
+  // qkv and dense, MLP up and down, the head) itself, from the layer's input
+  // (after the activation transform) and bias, by its weight's name; an
+  // undefined Var means "not this one" and the layer runs as usual. The
+  // integer inference path (quant/packed_model.h) uses it to run packed
+  // 4-bit weights through their own matmul kernel. GPT-2 does not call it.
+  using LinearOverride = std::function<Var(const std::string& name, const Var& x, const Var& bias)>;
+  void set_linear_override(LinearOverride f) { linear_override_ = std::move(f); }
+  const LinearOverride& linear_override() const { return linear_override_; }
 
  protected:
   explicit LanguageModel(ModelConfig cfg) : cfg_(std::move(cfg)) {}
@@ -90,6 +99,7 @@ class LanguageModel {
   ModelConfig cfg_;
   WeightTransform weight_transform_;
   ActivationTransform activation_transform_;
+  LinearOverride linear_override_;
 };
 
 // Random initialisation (GPT-NeoX/GPT-2 style, from `gen` on the CPU, then

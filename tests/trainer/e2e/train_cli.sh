@@ -60,4 +60,20 @@ grep -q "QAT only pays off when deployment uses the same scheme" exp.txt || { ca
 [[ ! -e "$work/qat.q8.gguf" ]] || fail "a refused export left a file"
 "$export_bin" "$ckpt" "$work/qat.q4.gguf" --type q4_0 > exp.txt 2>&1 || { cat exp.txt; fail "q4_0 export of a q4_0-QAT model failed"; }
 [[ -s "$work/qat.q4.gguf" ]] || fail "no GGUF written"
+
+# The integer path scores the same text as the fake-quant evaluation of the
+# same weights (packed 4-bit weights are bit-identical; only the matmul's
+# summation order differs).
+eval_bin="$(dirname "$train")/gridlock_eval"
+printf 'In the beginning God created the heaven and the earth. And the earth was without form, and void.\n%.0s' {1..8} > text.txt
+"$eval_bin" "$ckpt" text.txt --fake-quant int4_probe:g32 --json > fake.json 2>&1 || { cat fake.json; fail "eval --fake-quant"; }
+"$eval_bin" "$ckpt" text.txt --packed int4_probe:g32 --json > packed.json 2>&1 || { cat packed.json; fail "eval --packed"; }
+"$eval_bin" "$ckpt" text.txt --json > fp.json 2>&1 || { cat fp.json; fail "eval"; }
+python3 - fake.json packed.json fp.json <<'PY' || fail "packed and fake-quant perplexities differ"
+import json, sys
+f, p, fp = (json.load(open(x))["ppl"] for x in sys.argv[1:4])
+assert abs(p - f) <= 1e-5 * f, (f, p)
+assert abs(f - fp) > 1e-5 * fp, ("quantization changed nothing", f, fp)
+print("fake-quant ppl", f, "packed ppl", p, "fp ppl", fp)
+PY
 echo "PASS"
