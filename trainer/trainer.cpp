@@ -238,6 +238,23 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
 
   const std::unique_ptr<LanguageModel> model = build_model(r, resume_dir);
   const ModelConfig& cfg = model->config();
+  if (!r.get_string("train.init_from").empty() || !resume_dir.empty()) {
+    // A loaded model brings its own config.json: recipe keys that would
+    // change its architecture cannot apply, and are refused rather than
+    // ignored.
+    const std::string& n = r.get_string("model.norm");
+    const NormKind want = n == "rmsnorm" ? NormKind::RMSNORM : n == "ssnorm" ? NormKind::SSNORM : NormKind::LAYERNORM;
+    GL_CHECK(want == cfg.norm, "model.norm: ", n, " differs from the norm of the loaded model (",
+             resume_dir.empty() ? r.get_string("train.init_from") : resume_dir,
+             "); a trained model's norm layers cannot be swapped in place: train from scratch with model.norm");
+    const std::pair<const char*, int64_t> sizes[] = {
+        {"model.hidden_size", cfg.hidden_size},      {"model.num_layers", cfg.num_layers},
+        {"model.num_heads", cfg.num_heads},          {"model.intermediate_size", cfg.intermediate_size},
+        {"model.vocab_size", cfg.vocab_size},        {"model.max_positions", cfg.max_positions}};
+    for (const auto& [k, have] : sizes)
+      GL_CHECK(r.get_int(k) == 0 || r.get_int(k) == have, k, " = ", r.get_int(k), " but the loaded model has ",
+               have, " (its config.json decides; remove the override)");
+  }
   const std::vector<NamedParam> params = model->parameters();
   check_same_weights(comm, params);
   const int64_t B = r.get_int("data.batch_size"), T = r.get_int("data.seq_len");

@@ -422,3 +422,14 @@ TEST_CASE("trainer: QAT from a GPTQ-initialised model") {
   CHECK_THROWS_WITH_AS(recipe(yaml, {"quant.gptq_init=2"}), doctest::Contains("quant.gptq_init needs quant.scheme"),
                        Error);
 }
+
+TEST_CASE("trainer: recipe keys that cannot apply to a loaded model are refused, not ignored") {
+  TempDir d;
+  const Shards s = write_shards(d);
+  const std::string yaml = tiny_recipe(d, s);
+  const TrainResult base = run_training(recipe(yaml, {"run.name=fp", "train.steps=3"}), quiet());
+  const std::string ckpt = base.run_dir + "/checkpoints/step-00000003";
+  CHECK_THROWS_WITH_AS(run_training(recipe(yaml, {"run.name=n", "train.init_from=" + ckpt, "model.norm=rmsnorm"}),
+                                    quiet()),
+                       doctest::Contains("cannot be swapped in place"), Error);
+}
