@@ -15,6 +15,8 @@
 #include <limits>
 #include <vector>
 
+#include "cpu/vmath.h"
+
 namespace gl::cpu {
 
 namespace {
@@ -41,20 +43,26 @@ void block_probs(Mat<T>& P, const T* q, const T* k, int64_t t0, int64_t nq, int6
     T* row = P.data() + i * nk;
     // exp in T (as every f32 attention does); the normaliser sums in double.
     const T sc = T(scale);
+    // exp_d (cpu/vmath.h) is libm's exp in vectorisable form: the argument
+    // is formed in T as before, exp is evaluated in double, rounded to T.
     if (lse_out) {
       T m = -std::numeric_limits<T>::infinity();
+#pragma omp simd reduction(max : m)
       for (int64_t s = 0; s <= last; ++s) m = std::max(m, sc * row[s]);
       double l = 0.0;
+#pragma omp simd reduction(+ : l)
       for (int64_t s = 0; s <= last; ++s) {
-        row[s] = std::exp(sc * row[s] - m);
+        row[s] = T(exp_d(double(sc * row[s] - m)));
         l += double(row[s]);
       }
       const T inv = T(1.0 / l);
+#pragma omp simd
       for (int64_t s = 0; s <= last; ++s) row[s] *= inv;
       lse_out[t0 + i] = T(double(m) + std::log(l));
     } else {
       const T L = lse_in[t0 + i];
-      for (int64_t s = 0; s <= last; ++s) row[s] = std::exp(sc * row[s] - L);
+#pragma omp simd
+      for (int64_t s = 0; s <= last; ++s) row[s] = T(exp_d(double(sc * row[s] - L)));
     }
     for (int64_t s = last + 1; s < nk; ++s) row[s] = T(0);
   }
@@ -126,7 +134,10 @@ void attention_backward(T* dq, T* dk, T* dv, T* delta, const T* dout, const T* q
         dS.noalias() = dO * V.transpose();  // dP
         for (int64_t i = 0; i < nq; ++i) {
           const T D = delta[bh * Tq + t0 + i];
-          for (int64_t s = 0; s < nk; ++s) dS(i, s) = P(i, s) * (dS(i, s) - D);
+          T* ds = dS.data() + i * nk;
+          const T* p = P.data() + i * nk;
+#pragma omp simd
+          for (int64_t s = 0; s < nk; ++s) ds[s] = p[s] * (ds[s] - D);
         }
         Map<T>(dq + (bh * Tq + t0) * HS, nq, HS).noalias() = T(scale) * (dS * K);
         dK.topRows(nk).noalias() += T(scale) * (dS.transpose() * Q);

@@ -1,9 +1,14 @@
 // Cross-entropy, CPU reference: see cpu/cross_entropy.h. Row sums in double.
+// exp is cpu/vmath.h's exp_d (double, vectorised): a row of V = 8192 to
+// 50304 logits is one simd loop instead of V scalar libm calls, which made
+// the loss over vocab 8192 a visible part of a training step.
 #include "cpu/cross_entropy.h"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+
+#include "cpu/vmath.h"
 
 namespace gl::cpu {
 
@@ -30,10 +35,14 @@ void cross_entropy_forward(T* losses, T* lse, int64_t* status, const T* logits, 
       continue;
     }
     const T* x = logits + n * V;
-    double m = -std::numeric_limits<double>::infinity();
-    for (int64_t v = 0; v < V; ++v) m = std::max(m, double(x[v]));
+    // The max is exact in T; NaN logits are skipped here and make s NaN below.
+    T mt = -std::numeric_limits<T>::infinity();
+#pragma omp simd reduction(max : mt)
+    for (int64_t v = 0; v < V; ++v) mt = x[v] > mt ? x[v] : mt;
+    const double m = double(mt);
     double s = 0.0;
-    for (int64_t v = 0; v < V; ++v) s += std::exp(double(x[v]) - m);
+#pragma omp simd reduction(+ : s)
+    for (int64_t v = 0; v < V; ++v) s += exp_d(double(x[v]) - m);
     const double L = m + std::log(s);
     lse[n] = T(L);
     losses[n] = T(L - double(x[y]));
@@ -55,8 +64,13 @@ void cross_entropy_backward(T* dlogits, const T* dloss, const T* logits, const T
     }
     const T* x = logits + n * V;
     const double L = double(lse[n]);
-    for (int64_t v = 0; v < V; ++v) dx[v] = T(std::exp(double(x[v]) - L) * g);
-    dx[y] = T((std::exp(double(x[y]) - L) - 1.0) * g);
+    // dlogits may be the logits buffer itself (the op reuses it): the
+    // target's logit is read before the row is overwritten, and each other
+    // element is read before it is written.
+    const double x_y = double(x[y]);
+#pragma omp simd
+    for (int64_t v = 0; v < V; ++v) dx[v] = T(exp_d(double(x[v]) - L) * g);
+    dx[y] = T((exp_d(x_y - L) - 1.0) * g);
   }
 }
 

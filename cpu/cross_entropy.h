@@ -16,7 +16,8 @@
 // ignored rows get 0. softmax is recomputed as exp(logits - lse), so the
 // forward keeps no logits-sized buffer.
 // Reference: torch.nn.functional.cross_entropy(reduction="mean", ignore_index).
-// Conventions: outputs, inputs, sizes; dlogits is overwritten.
+// Conventions: outputs, inputs, sizes; dlogits is overwritten. On the CPU
+// dlogits may alias logits (the op reuses a dead logits buffer).
 #pragma once
 #include <cstdint>
 

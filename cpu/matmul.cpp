@@ -16,18 +16,21 @@ static void matmul_one(T* out, const T* a, const T* b, const MatmulShape& s) {
   const Map A(a, s.trans_a ? s.K : s.M, s.trans_a ? s.M : s.K);
   const Map B(b, s.trans_b ? s.N : s.K, s.trans_b ? s.K : s.N);
   // Eigen picks its blocked GEMM for each transpose combination; noalias()
-  // avoids a temporary for the result.
+  // avoids a temporary for the result. Eigen implements `C = A B` as
+  // C.setZero() then C += A B, and that memset runs on one thread: for a
+  // fresh output it is also where every page is first touched, so the
+  // other threads wait through a serial fault-in (the 64 MB logits of a
+  // vocab-8192 head took ~20 ms). Zeroing here, in parallel when called
+  // outside a parallel region, then accumulating, is the same arithmetic.
   if (!s.accumulate) {
-    if (!s.trans_a && !s.trans_b) C.noalias() = A * B;
-    else if (s.trans_a && !s.trans_b) C.noalias() = A.transpose() * B;
-    else if (!s.trans_a && s.trans_b) C.noalias() = A * B.transpose();
-    else C.noalias() = A.transpose() * B.transpose();
-  } else {
-    if (!s.trans_a && !s.trans_b) C.noalias() += A * B;
-    else if (s.trans_a && !s.trans_b) C.noalias() += A.transpose() * B;
-    else if (!s.trans_a && s.trans_b) C.noalias() += A * B.transpose();
-    else C.noalias() += A.transpose() * B.transpose();
+    const int64_t n = s.M * s.N;
+#pragma omp parallel for simd schedule(static) if (n > (1 << 16) && !omp_in_parallel())
+    for (int64_t i = 0; i < n; ++i) out[i] = T(0);
   }
+  if (!s.trans_a && !s.trans_b) C.noalias() += A * B;
+  else if (s.trans_a && !s.trans_b) C.noalias() += A.transpose() * B;
+  else if (!s.trans_a && s.trans_b) C.noalias() += A * B.transpose();
+  else C.noalias() += A.transpose() * B.transpose();
 }
 
 template <class T>

@@ -2,8 +2,10 @@
 // the maths and conventions are in optim/optimizer.h.
 #include "optim/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
+#include <vector>
 
 namespace gl {
 
@@ -13,15 +15,28 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// Sum of squares of a tensor, accumulated in double.
+// Sum of squares of a tensor, accumulated in double. Fixed chunks of
+// kChunk elements are summed in parallel (simd lanes within a chunk), then
+// the chunk sums are added in chunk order: the result depends on the data
+// only, not on the thread count.
 double sum_squares(const Tensor& t) {
+  constexpr int64_t kChunk = 1 << 14;
   const Tensor c = t.contiguous();
   double acc = 0.0;
   optim_dispatch("grad_norm", c, [&](auto tag) {
     using T = decltype(tag);
     const T* p = c.data<T>();
-    const int64_t n = c.numel();
-    for (int64_t i = 0; i < n; ++i) acc += double(p[i]) * double(p[i]);
+    const int64_t n = c.numel(), nchunks = (n + kChunk - 1) / kChunk;
+    std::vector<double> part(size_t(nchunks), 0.0);
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+    for (int64_t b = 0; b < nchunks; ++b) {
+      const int64_t end = std::min(n, (b + 1) * kChunk);
+      double s = 0.0;
+#pragma omp simd reduction(+ : s)
+      for (int64_t i = b * kChunk; i < end; ++i) s += double(p[i]) * double(p[i]);
+      part[size_t(b)] = s;
+    }
+    for (double s : part) acc += s;
   });
   return acc;
 }
@@ -75,6 +90,7 @@ void scale_grads(const std::vector<NamedParam>& params, double factor) {
       T* d = g.data<T>();
       const T f = T(factor);  // torch multiplies by the coefficient cast to the grad's dtype
       const int64_t n = g.numel();
+#pragma omp parallel for simd schedule(static) if (n > (1 << 16))
       for (int64_t i = 0; i < n; ++i) d[i] *= f;
     });
     // checked_grad may have made a contiguous copy: write it back.

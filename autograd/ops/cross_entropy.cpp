@@ -68,17 +68,39 @@ Var cross_entropy(const Var& logits, const Tensor& targets, int64_t ignore_index
   Tensor loss = n_valid > 0 ? affine(total, 1.0 / double(n_valid), 0.0)
                             : Tensor::full({}, std::numeric_limits<double>::quiet_NaN(),
                                            logits.dtype(), logits.device());
+  // mutable, with non-const copies of logits and lc (init-captures drop the
+  // const): the backward may take over lc's buffer (see below).
   return record("cross_entropy", loss, {&logits},
-                [logits, lc, tc, lse, N, V, ignore_index, n_valid](const Tensor& dout) {
+                [logits = logits, lc = lc, tc, lse, N, V, ignore_index,
+                 n_valid](const Tensor& dout) mutable {
     const Tensor doc = dout.contiguous();
     const double inv_n = n_valid > 0 ? 1.0 / double(n_valid) : 0.0;
-    Tensor dlogits = Tensor::empty_like(lc);
-    dispatch("cross_entropy backward", lc,
+    // dlogits overwrites the logits in place when nothing else can read them
+    // again: lc is a private contiguous copy, or it is the logits Var's own
+    // buffer and this closure holds the only reference to that Var (the
+    // caller dropped it, as LanguageModel::loss does). The Var then keeps a
+    // zero-stride placeholder of the same shape, so accumulate_grad's checks
+    // hold. At vocab 8192 to 50304 this saves a logits-sized allocation
+    // (64 to 200 MB: fresh pages for the kernel to fault in) every step.
+    // CPU only: the CPU kernel is written to allow dlogits == logits.
+    Tensor dlogits;
+    const bool private_copy = lc.storage().use_count() == 1;
+    const bool sole_owner = logits.impl().use_count() == 1 && lc.shares_storage(logits.value()) &&
+                            lc.storage().use_count() == 2;
+    if (lc.device().is_cpu() && (private_copy || sole_owner)) {
+      if (sole_owner)
+        logits.mutable_value() = Tensor::empty({}, lc.dtype(), lc.device()).expand(lc.shape());
+      dlogits = std::move(lc);  // lc is left undefined: dlogits holds the only reference
+    } else {
+      dlogits = Tensor::empty_like(lc);
+    }
+    const Tensor& x = lc.defined() ? lc : dlogits;  // the logits, read by the kernel
+    dispatch("cross_entropy backward", x,
         [&](auto t) {
           using T = decltype(t);
           with_index_type(tc, [&](auto i) {
             using I = decltype(i);
-            cpu::cross_entropy_backward<T, I>(dlogits.data<T>(), doc.data<T>(), lc.data<T>(),
+            cpu::cross_entropy_backward<T, I>(dlogits.data<T>(), doc.data<T>(), x.data<T>(),
                                               lse.data<T>(), tc.data<I>(), N, V, ignore_index,
                                               inv_n);
           });
@@ -87,7 +109,7 @@ Var cross_entropy(const Var& logits, const Tensor& targets, int64_t ignore_index
           using T = decltype(t);
           with_index_type(tc, [&](auto i) {
             using I = decltype(i);
-            cuda::cross_entropy_backward<T, I>(dlogits.data<T>(), doc.data<T>(), lc.data<T>(),
+            cuda::cross_entropy_backward<T, I>(dlogits.data<T>(), doc.data<T>(), x.data<T>(),
                                                lse.data<T>(), tc.data<I>(), N, V, ignore_index,
                                                inv_n);
           });

@@ -33,6 +33,28 @@ static Shape reduced_shape(const Tensor& x, const std::vector<int64_t>& dims, bo
 
 Tensor sum_tensor(const Tensor& x, std::vector<int64_t> dims, bool keepdim) {
   dims = resolve_dims(x, std::move(dims));
+  // Leading axes of a contiguous CPU tensor (bias gradients, sum_to over
+  // broadcast batch dims): sum columns in place instead of transposing the
+  // whole tensor first. Same order of additions, same result.
+  const bool leading = !dims.empty() && dims.back() == int64_t(dims.size()) - 1 &&
+                       int64_t(dims.size()) < x.dim();
+  if (leading && x.device().is_cpu() && x.is_contiguous()) {
+    int64_t rows = 1;
+    for (int64_t d : dims) rows *= x.size(d);
+    const int64_t cols = rows == 0 ? 0 : x.numel() / rows;
+    Tensor out = Tensor::empty(reduced_shape(x, dims, keepdim), x.dtype(), x.device());
+    if (rows == 0) {
+      out.zero_();
+      return out;
+    }
+    dispatch("sum", x,
+        [&](auto t) {
+          using T = decltype(t);
+          cpu::sum_cols<T>(out.data<T>(), x.data<T>(), rows, cols);
+        },
+        [&](auto) {});
+    return out;
+  }
   // Kept axes first, reduced axes last: the reduction becomes a row sum.
   std::vector<int64_t> perm;
   int64_t cols = 1;

@@ -8,6 +8,7 @@
 
 #include <string>
 
+#include "autograd/ops/elementwise.h"
 #include "autograd/tape.h"
 
 namespace gl {
@@ -65,9 +66,25 @@ Var transpose(const Var& x, int64_t d0, int64_t d1) {
 // positions, which receive dout. Tensor::slice is deterministic in its
 // arguments, so the same (dim, start, end, step) addresses the same
 // elements that the forward view read.
+//
+// When x already holds a gradient (the second and third piece of a qkv
+// split reaching the fused projection's output), dout is added into that
+// slice of it in place: the same result as accumulate_grad of a zero-padded
+// copy, without materialising and summing a full-size buffer per piece.
+// x's grad buffer is its own (accumulate_grad's invariant), so the write
+// touches nothing else.
 static void slice_backward(const Var& x, const Tensor& dout, int64_t dim, int64_t start,
                            int64_t end, int64_t step) {
   if (!x.requires_grad()) return;
+  const Tensor& grad = x.impl()->grad;
+  if (grad.defined()) {
+    GL_CHECK(grad.shape() == x.shape() && grad.dtype() == dout.dtype() &&
+                 grad.device() == dout.device(),
+             "internal: gradient ", grad.describe(), " does not match ", x.describe());
+    Tensor part = grad.slice(dim, start, end, step);
+    part.copy_(binary(part, dout, BinaryOp::ADD));
+    return;
+  }
   Tensor dx = Tensor::zeros(x.shape(), dout.dtype(), dout.device());
   dx.slice(dim, start, end, step).copy_(dout);
   accumulate_grad(x, dx);

@@ -1,0 +1,135 @@
+// Training-step throughput on the CPU (issue 4 item 9): the whole step a
+// trainer runs — forward + cross-entropy loss, backward, global-norm
+// gradient clipping, AdamW, zero_grad — on random token batches, f32.
+// The PyTorch peer is bench/train_torch.py (same model, batch, optimizer);
+// bench/train_bench.sh runs both interleaved. Prints one JSON object per
+// line: tokens/s over the timed steps (best and median step) and the median
+// seconds of each phase, so a profile can start from the slow phase, and
+// the median CPU seconds per step (cpu_s: all threads; see
+// process_cpu_seconds for why it helps on a shared machine).
+//
+//   gridlock_bench_train [--preset tiny|pythia-160m|...] [--seq 256] [--batch 8]
+//                        [--steps 10] [--warmup 2] [--seed 0]
+//
+// "tiny" is recipes/tiny.yaml's model: GPT-NeoX, 4 layers, d 256, 4 heads,
+// intermediate 1024, vocab 8192 (rotary_pct 0.25, parallel residual, erf
+// GELU, untied head). The optimizer is the trainer's: AdamW lr 6e-4, betas
+// (0.9, 0.95), eps 1e-8, weight decay 0.1 on the decay group of
+// default_param_groups (2-D weights), clip_grad_norm 1.0. Warm-up steps
+// (first-touch page faults, the optimizer's state allocation) are excluded.
+#include <time.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "bench/bench_util.h"
+#include "models/model.h"
+#include "optim/adamw.h"
+
+using namespace gl;
+
+namespace {
+
+// CPU seconds used by the whole process (all threads). Under
+// OMP_WAIT_POLICY=PASSIVE idle threads sleep instead of spinning, so the CPU
+// time of a step measures its work and is far less disturbed than wall time
+// when other jobs share the cores.
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+ModelConfig bench_config(const std::string& preset) {
+  if (preset != "tiny") return ModelConfig::preset(preset);
+  ModelConfig c = ModelConfig::preset("pythia-14m");  // GPT-NeoX defaults, then the recipe's sizes
+  c.hidden_size = 256;
+  c.num_layers = 4;
+  c.num_heads = 4;
+  c.intermediate_size = 1024;
+  c.vocab_size = 8192;
+  c.max_positions = 256;
+  c.rotary_pct = 0.25;
+  c.validate("gridlock_bench_train");
+  return c;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  std::string preset = "tiny";
+  int64_t seq = 256, batch = 8;
+  int steps = 10, warmup = 2;
+  uint64_t seed = 0;
+  for (int i = 1; i < argc; ++i) {
+    auto next = [&]() -> const char* {
+      GL_CHECK(i + 1 < argc, "missing value after ", argv[i]);
+      return argv[++i];
+    };
+    if (!std::strcmp(argv[i], "--preset")) preset = next();
+    else if (!std::strcmp(argv[i], "--seq")) seq = std::atoll(next());
+    else if (!std::strcmp(argv[i], "--batch")) batch = std::atoll(next());
+    else if (!std::strcmp(argv[i], "--steps")) steps = std::atoi(next());
+    else if (!std::strcmp(argv[i], "--warmup")) warmup = std::atoi(next());
+    else if (!std::strcmp(argv[i], "--seed")) seed = std::strtoull(next(), nullptr, 10);
+    else GL_CHECK(false, "unknown argument ", argv[i]);
+  }
+  GL_CHECK(steps >= 1 && warmup >= 0 && seq >= 1 && batch >= 1,
+           "need --steps >= 1, --warmup >= 0, --seq >= 1, --batch >= 1");
+  ModelConfig cfg = bench_config(preset);
+  GL_CHECK(seq <= cfg.max_positions, "--seq ", seq, " exceeds max_positions ", cfg.max_positions);
+  Generator gen(seed);
+  const auto model = make_model(cfg, gen);
+  const std::vector<NamedParam> params = model->parameters();
+  AdamW opt(default_param_groups(params, 0.1), AdamWOptions{0.9, 0.95, 1e-8});
+  const double lr = 6e-4, max_norm = 1.0;
+
+  std::vector<double> t_step, t_fwd, t_bwd, t_clip, t_opt, t_cpu;
+  double last_loss = 0.0;
+  for (int s = 0; s < warmup + steps; ++s) {
+    // A fresh random batch each step: uniform ids in [0, V) (truncation),
+    // ids = tokens[:, :-1], targets = tokens[:, 1:], as a data loader gives.
+    const Tensor tokens = Tensor::uniform({batch, seq + 1}, gen, 0.0, double(cfg.vocab_size),
+                                          DType::F64)
+                              .to(DType::I64);
+    const Tensor ids = tokens.narrow(1, 0, seq).contiguous();
+    const Tensor targets = tokens.narrow(1, 1, seq).contiguous();
+    const double c0 = process_cpu_seconds();
+    const double t0 = bench::now_seconds();
+    const Var loss = model->loss(ids, targets);
+    const double t1 = bench::now_seconds();
+    loss.backward();
+    const double t2 = bench::now_seconds();
+    clip_grad_norm(params, max_norm);
+    const double t3 = bench::now_seconds();
+    opt.step(lr);
+    opt.zero_grad();
+    const double t4 = bench::now_seconds();
+    const double c1 = process_cpu_seconds();
+    last_loss = loss.value().item();
+    if (s >= warmup) {
+      t_fwd.push_back(t1 - t0);
+      t_bwd.push_back(t2 - t1);
+      t_clip.push_back(t3 - t2);
+      t_opt.push_back(t4 - t3);
+      t_step.push_back(t4 - t0);
+      t_cpu.push_back(c1 - c0);
+    }
+  }
+  const bench::Stats st = bench::stats_of(t_step);
+  const double tokens = double(batch * seq);
+  std::printf("{\"bench\":\"gridlock_train\",\"preset\":\"%s\",\"seq\":%lld,\"batch\":%lld,"
+              "\"steps\":%d,\"best_s\":%.5f,\"median_s\":%.5f,\"tokens_per_s\":%.1f,"
+              "\"tokens_per_s_best\":%.1f,\"forward_s\":%.5f,\"backward_s\":%.5f,"
+              "\"clip_s\":%.5f,\"adamw_s\":%.5f,\"cpu_s\":%.5f,\"last_loss\":%.4f}\n",
+              preset.c_str(), (long long)seq, (long long)batch, steps, st.best, st.median,
+              tokens / st.median, tokens / st.best, bench::stats_of(t_fwd).median,
+              bench::stats_of(t_bwd).median, bench::stats_of(t_clip).median,
+              bench::stats_of(t_opt).median, bench::stats_of(t_cpu).median, last_loss);
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "gridlock_bench_train: %s\n", e.what());
+  return 1;
+}
