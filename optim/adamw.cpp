@@ -1,13 +1,33 @@
-// AdamW's update kernel and wrapper; the maths is in optim/adamw.h.
+// AdamW's update kernel and wrapper; the maths is in optim/adamw.h. CUDA
+// parameters run the fused kernel of cuda/optim.cu (one launch per tensor)
+// with the same host-computed constants.
 #include "optim/adamw.h"
 
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 
+#include "cuda/optim.h"
+
 namespace gl {
 
 namespace {
+
+// The step's scalar constants, in double, for the CUDA kernel: the same
+// expressions adamw_update_cpu casts to T, so both backends use equal values.
+cuda::AdamWConstants adamw_constants(const AdamWHyper& h) {
+  cuda::AdamWConstants c;
+  c.decay = 1.0 - h.lr * h.weight_decay;
+  c.beta1 = h.beta1;
+  c.one_minus_beta1 = 1.0 - h.beta1;
+  c.beta2 = h.beta2;
+  c.one_minus_beta2 = 1.0 - h.beta2;
+  c.neg_step_size = -(h.lr / (1.0 - std::pow(h.beta1, double(h.step))));
+  c.bc2_sqrt = std::sqrt(1.0 - std::pow(h.beta2, double(h.step)));
+  c.eps = h.eps;
+  c.decays = h.weight_decay != 0.0;
+  return c;
+}
 
 // One AdamW step over n contiguous elements, in torch 1.13's
 // _single_tensor_adamw order: decay, moments, then
@@ -27,7 +47,8 @@ void adamw_update_cpu(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, int64_
   // Eigen array expressions, one chunk at a time: a plain loop does not
   // vectorise, because std::sqrt keeps a branch to libm for errno, while
   // Eigen's sqrt is the IEEE vector instruction (same correctly rounded
-  // value). Each expression keeps the scalar loop's order of operations.
+  // value; this file is compiled with EIGEN_FAST_MATH=0, see CMakeLists.txt,
+  // without which AVX-512 gets an approximation). Each expression keeps the scalar loop's order of operations.
   // Chunks of 4096 keep the four streams in cache across the three passes.
   using Arr = Eigen::Array<T, Eigen::Dynamic, 1>;
   constexpr int64_t kChunk = 4096;
@@ -52,11 +73,17 @@ void adamw_update(Tensor& param, Tensor& exp_avg, Tensor& exp_avg_sq, const Tens
   check_operand("adamw", param, exp_avg, "exp_avg");
   check_operand("adamw", param, exp_avg_sq, "exp_avg_sq");
   check_operand("adamw", param, grad, "grad");
-  optim_dispatch("adamw", param, [&](auto tag) {
-    using T = decltype(tag);
-    adamw_update_cpu<T>(param.data<T>(), exp_avg.data<T>(), exp_avg_sq.data<T>(), grad.data<T>(),
-                        param.numel(), h);
-  });
+  dispatch("adamw", param,
+      [&](auto tag) {
+        using T = decltype(tag);
+        adamw_update_cpu<T>(param.data<T>(), exp_avg.data<T>(), exp_avg_sq.data<T>(),
+                            grad.data<T>(), param.numel(), h);
+      },
+      [&](auto tag) {
+        using T = decltype(tag);
+        cuda::adamw_update<T>(param.data<T>(), exp_avg.data<T>(), exp_avg_sq.data<T>(),
+                              grad.data<T>(), adamw_constants(h), param.numel());
+      });
 }
 
 AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions opts)

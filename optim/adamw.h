@@ -38,7 +38,7 @@ struct AdamWHyper {
 };
 
 // The pure update: param, exp_avg, exp_avg_sq in place (contiguous, same
-// shape/dtype/device as grad). CPU f32/f64.
+// shape/dtype/device as grad). f32/f64, CPU or CUDA (one fused kernel).
 void adamw_update(Tensor& param, Tensor& exp_avg, Tensor& exp_avg_sq, const Tensor& grad,
                   const AdamWHyper& h);
 

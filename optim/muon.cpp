@@ -1,5 +1,7 @@
 // Muon's Newton-Schulz iteration, update and optimizer; the maths is in
-// optim/muon.h.
+// optim/muon.h. On CUDA the Newton-Schulz iteration runs through the tensor
+// ops (matmul_tensor, binary, affine, sum_tensor), and the two elementwise
+// loops (momentum, weight step) through cuda/optim.cu's kernels.
 #include "optim/muon.h"
 
 #include <algorithm>
@@ -8,6 +10,7 @@
 #include "autograd/ops/elementwise.h"
 #include "autograd/ops/matmul.h"
 #include "autograd/ops/reduce.h"
+#include "cuda/optim.h"
 
 namespace gl {
 
@@ -64,18 +67,24 @@ Tensor muon_update(const Tensor& grad, Tensor& momentum, double beta, int ns_ste
   const Tensor g = grad.contiguous();
   check_operand("muon_update", g, momentum, "momentum");
   Tensor u = Tensor::empty_like(g);
-  optim_dispatch("muon_update", g, [&](auto tag) {
-    using T = decltype(tag);
-    const T* gp = g.data<T>();
-    T* mp = momentum.data<T>();
-    T* up = u.data<T>();
-    const T w_m = T(1.0 - beta), w_u = T(beta);
-    const int64_t n = g.numel();
-    for (int64_t i = 0; i < n; ++i) {
-      mp[i] = lerp(mp[i], gp[i], w_m);
-      up[i] = nesterov ? lerp(gp[i], mp[i], w_u) : mp[i];
-    }
-  });
+  dispatch("muon_update", g,
+      [&](auto tag) {
+        using T = decltype(tag);
+        const T* gp = g.data<T>();
+        T* mp = momentum.data<T>();
+        T* up = u.data<T>();
+        const T w_m = T(1.0 - beta), w_u = T(beta);
+        const int64_t n = g.numel();
+        for (int64_t i = 0; i < n; ++i) {
+          mp[i] = lerp(mp[i], gp[i], w_m);
+          up[i] = nesterov ? lerp(gp[i], mp[i], w_u) : mp[i];
+        }
+      },
+      [&](auto tag) {
+        using T = decltype(tag);
+        cuda::muon_momentum<T>(u.data<T>(), momentum.data<T>(), g.data<T>(), beta, nesterov,
+                               g.numel());
+      });
   Tensor o = zeropower_via_newtonschulz5(u, ns_steps);
   const double s = std::sqrt(std::max(1.0, double(g.size(0)) / double(g.size(1))));
   return s == 1.0 ? o : affine(o, s, 0.0);
@@ -103,15 +112,22 @@ void Muon::step(double lr) {
       if (!m.defined()) m = Tensor::zeros_like(g);
       const Tensor o = muon_update(g, m, opts_.momentum, opts_.ns_steps, opts_.nesterov);
       Tensor& w = p.var.mutable_value();
-      optim_dispatch("muon", w, [&](auto tag) {
-        using T = decltype(tag);
-        T* wp = w.data<T>();
-        const T* op = o.data<T>();
-        const T decay = T(1.0 - glr * group.weight_decay), neg_lr = T(-glr);
-        const bool decays = group.weight_decay != 0.0;
-        const int64_t n = w.numel();
-        for (int64_t i = 0; i < n; ++i) wp[i] = (decays ? wp[i] * decay : wp[i]) + neg_lr * op[i];
-      });
+      const bool decays = group.weight_decay != 0.0;
+      dispatch("muon", w,
+          [&](auto tag) {
+            using T = decltype(tag);
+            T* wp = w.data<T>();
+            const T* op = o.data<T>();
+            const T decay = T(1.0 - glr * group.weight_decay), neg_lr = T(-glr);
+            const int64_t n = w.numel();
+            for (int64_t i = 0; i < n; ++i)
+              wp[i] = (decays ? wp[i] * decay : wp[i]) + neg_lr * op[i];
+          },
+          [&](auto tag) {
+            using T = decltype(tag);
+            cuda::muon_apply<T>(w.data<T>(), o.data<T>(), 1.0 - glr * group.weight_decay, decays,
+                                -glr, w.numel());
+          });
     }
   }
   adam_->step(lr);

@@ -7,6 +7,8 @@
 #include <set>
 #include <vector>
 
+#include "cuda/optim.h"
+
 namespace gl {
 
 namespace {
@@ -19,25 +21,38 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 // kChunk elements are summed in parallel (simd lanes within a chunk), then
 // the chunk sums are added in chunk order: the result depends on the data
 // only, not on the thread count.
+//
+// On CUDA the same two-level scheme: cuda::sum_squares_partials writes one
+// double partial per block of a fixed grid (a function of n only, no
+// atomics), and the partials are added here in block order. Copying them to
+// the host synchronises the stream (one sync per tensor).
 double sum_squares(const Tensor& t) {
   constexpr int64_t kChunk = 1 << 14;
   const Tensor c = t.contiguous();
   double acc = 0.0;
-  optim_dispatch("grad_norm", c, [&](auto tag) {
-    using T = decltype(tag);
-    const T* p = c.data<T>();
-    const int64_t n = c.numel(), nchunks = (n + kChunk - 1) / kChunk;
-    std::vector<double> part(size_t(nchunks), 0.0);
+  dispatch("grad_norm", c,
+      [&](auto tag) {
+        using T = decltype(tag);
+        const T* p = c.data<T>();
+        const int64_t n = c.numel(), nchunks = (n + kChunk - 1) / kChunk;
+        std::vector<double> part(size_t(nchunks), 0.0);
 #pragma omp parallel for schedule(static) if (n > (1 << 16))
-    for (int64_t b = 0; b < nchunks; ++b) {
-      const int64_t end = std::min(n, (b + 1) * kChunk);
-      double s = 0.0;
+        for (int64_t b = 0; b < nchunks; ++b) {
+          const int64_t end = std::min(n, (b + 1) * kChunk);
+          double s = 0.0;
 #pragma omp simd reduction(+ : s)
-      for (int64_t i = b * kChunk; i < end; ++i) s += double(p[i]) * double(p[i]);
-      part[size_t(b)] = s;
-    }
-    for (double s : part) acc += s;
-  });
+          for (int64_t i = b * kChunk; i < end; ++i) s += double(p[i]) * double(p[i]);
+          part[size_t(b)] = s;
+        }
+        for (double s : part) acc += s;
+      },
+      [&](auto tag) {
+        using T = decltype(tag);
+        Tensor part = Tensor::empty({int64_t(cuda::sum_squares_blocks(c.numel()))}, DType::F64,
+                                    c.device());
+        cuda::sum_squares_partials<T>(part.data<double>(), c.data<T>(), nullptr, c.numel());
+        for (double s : part.to_vector_as<double>()) acc += s;
+      });
   return acc;
 }
 
@@ -85,14 +100,19 @@ void scale_grads(const std::vector<NamedParam>& params, double factor) {
   for (const NamedParam& p : params) {
     if (!p.var.defined() || !p.var.grad().defined()) continue;
     Tensor g = checked_grad("scale_grads", p);
-    optim_dispatch("scale_grads", g, [&](auto tag) {
-      using T = decltype(tag);
-      T* d = g.data<T>();
-      const T f = T(factor);  // torch multiplies by the coefficient cast to the grad's dtype
-      const int64_t n = g.numel();
+    dispatch("scale_grads", g,
+        [&](auto tag) {
+          using T = decltype(tag);
+          T* d = g.data<T>();
+          const T f = T(factor);  // torch multiplies by the coefficient cast to the grad's dtype
+          const int64_t n = g.numel();
 #pragma omp parallel for simd schedule(static) if (n > (1 << 16))
-      for (int64_t i = 0; i < n; ++i) d[i] *= f;
-    });
+          for (int64_t i = 0; i < n; ++i) d[i] *= f;
+        },
+        [&](auto tag) {
+          using T = decltype(tag);
+          cuda::scale_<T>(g.data<T>(), factor, g.numel());
+        });
     // checked_grad may have made a contiguous copy: write it back.
     if (!g.shares_storage(p.var.grad())) p.var.impl()->grad.copy_(g);
   }

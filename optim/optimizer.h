@@ -27,8 +27,11 @@
 //   decides what a non-finite gradient means; grads are then left untouched).
 // Sums of squares accumulate in double for f32 and f64.
 //
-// Updates run as CPU loops over contiguous data; a CUDA parameter is refused
-// with a clear error (no CUDA path yet, see the CUDA performance issue).
+// Updates run on the parameter's device over contiguous data: CPU loops, or
+// the kernels of cuda/optim.cu (one fused launch per parameter tensor, the
+// CPU loop's order of operations). On CUDA the sums of squares are
+// deterministic too: fixed-grid block partials in double, added on the host
+// in order (no atomics).
 #pragma once
 #include <string>
 #include <utility>
@@ -84,7 +87,8 @@ class Optimizer {
 // --- helpers for the optimizer implementations (optim/*.cpp) -------------
 
 // Runs cpu_fn(T{}) for like's dtype (f32/f64); CUDA tensors are refused with
-// "<op> on CUDA: not yet implemented (issue CUDA performance)".
+// "<op> on CUDA: not yet implemented (issue CUDA performance)". For CPU-only
+// helpers: the optimizers themselves call dispatch() with a CUDA path.
 template <class CpuFn>
 void optim_dispatch(const char* op, const Tensor& like, CpuFn&& cpu_fn) {
   GL_CHECK(!like.is_cuda(), op, " on CUDA: not yet implemented (issue CUDA performance); got ",

@@ -1,5 +1,8 @@
-// SGD's update kernel and wrapper; the maths is in optim/sgd.h.
+// SGD's update kernel and wrapper; the maths is in optim/sgd.h. CUDA
+// parameters run cuda/optim.cu's sgd_update (same order of operations).
 #include "optim/sgd.h"
+
+#include "cuda/optim.h"
 
 namespace gl {
 
@@ -29,11 +32,18 @@ void sgd_update(Tensor& param, Tensor& momentum_buffer, const Tensor& grad, cons
   GL_CHECK(param.is_contiguous(), "sgd: param must be contiguous, got ", param.describe());
   check_operand("sgd", param, grad, "grad");
   if (h.momentum != 0.0) check_operand("sgd", param, momentum_buffer, "momentum_buffer");
-  optim_dispatch("sgd", param, [&](auto tag) {
-    using T = decltype(tag);
-    T* buf = h.momentum != 0.0 ? momentum_buffer.data<T>() : nullptr;
-    sgd_update_cpu<T>(param.data<T>(), buf, grad.data<T>(), param.numel(), h);
-  });
+  dispatch("sgd", param,
+      [&](auto tag) {
+        using T = decltype(tag);
+        T* buf = h.momentum != 0.0 ? momentum_buffer.data<T>() : nullptr;
+        sgd_update_cpu<T>(param.data<T>(), buf, grad.data<T>(), param.numel(), h);
+      },
+      [&](auto tag) {
+        using T = decltype(tag);
+        T* buf = h.momentum != 0.0 ? momentum_buffer.data<T>() : nullptr;
+        cuda::sgd_update<T>(param.data<T>(), buf, grad.data<T>(), h.lr, h.momentum,
+                            h.weight_decay, h.nesterov, h.first_step, param.numel());
+      });
 }
 
 Sgd::Sgd(std::vector<ParamGroup> groups, SgdOptions opts) : Optimizer(std::move(groups)), opts_(opts) {

@@ -30,7 +30,7 @@ struct SgdHyper {
 };
 
 // The pure update: param and momentum_buffer in place (momentum_buffer is
-// ignored, and may be undefined, when momentum is 0). CPU f32/f64.
+// ignored, and may be undefined, when momentum is 0). f32/f64, CPU or CUDA.
 void sgd_update(Tensor& param, Tensor& momentum_buffer, const Tensor& grad, const SgdHyper& h);
 
 class Sgd : public Optimizer {

@@ -1,0 +1,202 @@
+// Optimizer kernels (CUDA); contracts in cuda/optim.h, maths in optim/*.h.
+//
+// Every update kernel is one grid-stride pass that reads and writes each
+// element once (AdamW: param, m, v in one kernel per parameter tensor), in
+// the CPU loop's order of operations. Arithmetic goes through the explicitly
+// rounded intrinsics (__fmul_rn, __fadd_rn, ...) so nvcc cannot contract
+// a*b + c into an fma: each step is the IEEE operation the formula names,
+// and the result is the unfused sequence torch's single-tensor code runs.
+// Division and sqrt are the correctly rounded ones (no fast math).
+//
+// The sum of squares is deterministic without atomics: a fixed grid (a
+// function of n only) where each block reduces its grid-stride slice in
+// double and writes one partial; the host adds the partials in order.
+#include "cuda/common.cuh"
+#include "cuda/optim.h"
+#include "cuda/reduce_utils.cuh"
+
+namespace gl::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kMaxPartials = 1024;  // blocks of the sum-of-squares pass
+
+__device__ __forceinline__ float mul(float a, float b) { return __fmul_rn(a, b); }
+__device__ __forceinline__ double mul(double a, double b) { return __dmul_rn(a, b); }
+__device__ __forceinline__ float add(float a, float b) { return __fadd_rn(a, b); }
+__device__ __forceinline__ double add(double a, double b) { return __dadd_rn(a, b); }
+__device__ __forceinline__ float sub(float a, float b) { return __fsub_rn(a, b); }
+__device__ __forceinline__ double sub(double a, double b) { return __dsub_rn(a, b); }
+__device__ __forceinline__ float div(float a, float b) { return __fdiv_rn(a, b); }
+__device__ __forceinline__ double div(double a, double b) { return __ddiv_rn(a, b); }
+__device__ __forceinline__ float sqrt_rn(float a) { return __fsqrt_rn(a); }
+__device__ __forceinline__ double sqrt_rn(double a) { return __dsqrt_rn(a); }
+
+// torch's lerp (and optim/muon.cpp's): w < 0.5 ? a + w(b-a) : b - (b-a)(1-w).
+template <class T>
+__device__ __forceinline__ T lerp(T a, T b, T w) {
+  return w < T(0.5) ? add(a, mul(w, sub(b, a))) : sub(b, mul(sub(b, a), sub(T(1), w)));
+}
+
+template <class T>
+__global__ void adamw_update_kernel(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, T decay,
+                                    T b1, T one_minus_b1, T b2, T one_minus_b2, T neg_step_size,
+                                    T bc2_sqrt, T eps, bool decays, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const T g = grad[i];
+    T p = param[i];
+    if (decays) p = mul(p, decay);
+    // m = m*b1 + g*(1-b1);  v = v*b2 + ((1-b2)*g)*g  (Eigen's left-to-right order)
+    const T m = add(mul(exp_avg[i], b1), mul(g, one_minus_b1));
+    const T v = add(mul(exp_avg_sq[i], b2), mul(mul(one_minus_b2, g), g));
+    exp_avg[i] = m;
+    exp_avg_sq[i] = v;
+    param[i] = add(p, mul(neg_step_size, div(m, add(div(sqrt_rn(v), bc2_sqrt), eps))));
+  }
+}
+
+template <class T>
+__global__ void sgd_update_kernel(T* param, T* buf, const T* grad, T lr, T mu, T wd, bool decays,
+                                  bool has_momentum, bool nesterov, bool first_step, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    T d = grad[i];
+    if (decays) d = add(d, mul(wd, param[i]));
+    if (has_momentum) {
+      const T b = first_step ? d : add(mul(buf[i], mu), d);
+      buf[i] = b;
+      d = nesterov ? add(d, mul(mu, b)) : b;
+    }
+    param[i] = sub(param[i], mul(lr, d));
+  }
+}
+
+template <class T>
+__global__ void muon_momentum_kernel(T* u, T* momentum, const T* grad, T w_m, T w_u, bool nesterov,
+                                     int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const T g = grad[i];
+    const T m = lerp(momentum[i], g, w_m);
+    momentum[i] = m;
+    u[i] = nesterov ? lerp(g, m, w_u) : m;
+  }
+}
+
+template <class T>
+__global__ void muon_apply_kernel(T* w, const T* o, T decay, bool decays, T neg_lr, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    w[i] = add(decays ? mul(w[i], decay) : w[i], mul(neg_lr, o[i]));
+}
+
+template <class T>
+__global__ void sam_perturbation_kernel(T* out, const T* w, const T* g, T s, bool adaptive,
+                                        int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = adaptive ? mul(mul(mul(w[i], w[i]), g[i]), s) : mul(g[i], s);
+}
+
+template <class T>
+__global__ void scale_kernel(T* x, T f, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    x[i] = mul(x[i], f);
+}
+
+// Block b sums x_i^2 (or (|w_i| x_i)^2) over i = b*blockDim + t + k*gridDim*blockDim
+// in double; the slice and the tree depend on n and the fixed launch only.
+template <class T>
+__global__ void sum_squares_kernel(double* partials, const T* x, const T* w, int64_t n) {
+  double acc = 0.0;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const double v = w ? __dmul_rn(fabs(double(w[i])), double(x[i])) : double(x[i]);
+    acc = __dadd_rn(acc, __dmul_rn(v, v));
+  }
+  acc = block_sum(acc);
+  if (threadIdx.x == 0) partials[blockIdx.x] = acc;
+}
+
+}  // namespace
+
+template <class T>
+void adamw_update(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, const AdamWConstants& c,
+                  int64_t n) {
+  if (n == 0) return;
+  adamw_update_kernel<T><<<blocks_for(n, kThreads), kThreads, 0, current_stream()>>>(
+      param, exp_avg, exp_avg_sq, grad, T(c.decay), T(c.beta1), T(c.one_minus_beta1), T(c.beta2),
+      T(c.one_minus_beta2), T(c.neg_step_size), T(c.bc2_sqrt), T(c.eps), c.decays, n);
+  CUDA_CHECK_LAUNCH("adamw_update_kernel");
+}
+
+template <class T>
+void sgd_update(T* param, T* momentum_buffer, const T* grad, double lr, double momentum,
+                double weight_decay, bool nesterov, bool first_step, int64_t n) {
+  if (n == 0) return;
+  sgd_update_kernel<T><<<blocks_for(n, kThreads), kThreads, 0, current_stream()>>>(
+      param, momentum_buffer, grad, T(lr), T(momentum), T(weight_decay), weight_decay != 0.0,
+      momentum != 0.0, nesterov, first_step, n);
+  CUDA_CHECK_LAUNCH("sgd_update_kernel");
+}
+
+template <class T>
+void muon_momentum(T* u, T* momentum, const T* grad, double beta, bool nesterov, int64_t n) {
+  if (n == 0) return;
+  muon_momentum_kernel<T><<<blocks_for(n, kThreads), kThreads, 0, current_stream()>>>(
+      u, momentum, grad, T(1.0 - beta), T(beta), nesterov, n);
+  CUDA_CHECK_LAUNCH("muon_momentum_kernel");
+}
+
+template <class T>
+void muon_apply(T* w, const T* o, double decay, bool decays, double neg_lr, int64_t n) {
+  if (n == 0) return;
+  muon_apply_kernel<T><<<blocks_for(n, kThreads), kThreads, 0, current_stream()>>>(
+      w, o, T(decay), decays, T(neg_lr), n);
+  CUDA_CHECK_LAUNCH("muon_apply_kernel");
+}
+
+template <class T>
+void sam_perturbation(T* out, const T* w, const T* g, double scale, bool adaptive, int64_t n) {
+  if (n == 0) return;
+  sam_perturbation_kernel<T><<<blocks_for(n, kThreads), kThreads, 0, current_stream()>>>(
+      out, w, g, T(scale), adaptive, n);
+  CUDA_CHECK_LAUNCH("sam_perturbation_kernel");
+}
+
+template <class T>
+void scale_(T* x, double factor, int64_t n) {
+  if (n == 0) return;
+  scale_kernel<T><<<blocks_for(n, kThreads), kThreads, 0, current_stream()>>>(x, T(factor), n);
+  CUDA_CHECK_LAUNCH("scale_kernel");
+}
+
+int sum_squares_blocks(int64_t n) {
+  const int64_t b = (n + kThreads - 1) / kThreads;
+  return int(b < 1 ? 1 : (b > kMaxPartials ? kMaxPartials : b));
+}
+
+template <class T>
+void sum_squares_partials(double* partials, const T* x, const T* w, int64_t n) {
+  // n == 0 still launches one block, which writes a 0 partial.
+  sum_squares_kernel<T><<<sum_squares_blocks(n), kThreads, 0, current_stream()>>>(partials, x, w,
+                                                                                  n);
+  CUDA_CHECK_LAUNCH("sum_squares_kernel");
+}
+
+#define GL_INSTANTIATE(T)                                                                       \
+  template void adamw_update<T>(T*, T*, T*, const T*, const AdamWConstants&, int64_t);          \
+  template void sgd_update<T>(T*, T*, const T*, double, double, double, bool, bool, int64_t);   \
+  template void muon_momentum<T>(T*, T*, const T*, double, bool, int64_t);                      \
+  template void muon_apply<T>(T*, const T*, double, bool, double, int64_t);                     \
+  template void sam_perturbation<T>(T*, const T*, const T*, double, bool, int64_t);             \
+  template void scale_<T>(T*, double, int64_t);                                                 \
+  template void sum_squares_partials<T>(double*, const T*, const T*, int64_t);
+GL_INSTANTIATE(float)
+GL_INSTANTIATE(double)
+#undef GL_INSTANTIATE
+
+}  // namespace gl::cuda
