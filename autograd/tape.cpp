@@ -4,6 +4,10 @@
 // them in reverse. An entry runs when its output has received a gradient;
 // by then every consumer of that output (all recorded later) has added
 // its contribution, so fan-out sums correctly.
+//
+// backward() drops only the entries it ran (and those whose output died):
+// another graph recorded alongside (a CPU and a CUDA copy of one model, say)
+// keeps its entries for its own backward(), as in PyTorch.
 #include "autograd/tape.h"
 
 #include "autograd/ops/elementwise.h"
@@ -90,6 +94,10 @@ void accumulate_grad(const Var& v, const Tensor& g) {
   GL_CHECK(g.shape() == impl.value.shape() && g.dtype() == impl.value.dtype() &&
                g.device() == impl.value.device(),
            "internal: gradient ", g.describe(), " does not match ", v.describe());
+  // Its producer ran in an earlier backward() and is gone: the gradient
+  // would stop here silently instead of reaching the leaves.
+  GL_CHECK(!impl.graph_freed, "backward() reaches ", v.describe(),
+           " through a graph an earlier backward() already ran and freed; build the graph again");
   if (!impl.grad.defined()) {
     // Own the buffer: a view or a tensor shared with another grad would be
     // corrupted by the in-place += of a later contribution.
@@ -106,14 +114,20 @@ void Var::backward() const {
            ", which does not require grad (no input of its graph requires grad)");
   accumulate_grad(*this, Tensor::ones(value().shape(), value().dtype(), value().device()));
   NoGradGuard no_grad;  // backward closures compute with tensors, never record
+  std::vector<char> ran(tape.size(), 0);
   for (size_t i = tape.size(); i-- > 0;) {
     std::shared_ptr<VarImpl> out = tape[i].out.lock();
     if (!out || !out->grad.defined()) continue;
     const Tensor dout = out->grad;
     if (!out->retain_grad) out->grad = Tensor();
+    out->graph_freed = true;
     tape[i].backward(dout);
+    ran[i] = 1;
   }
-  tape.clear();
+  size_t kept = 0;
+  for (size_t i = 0; i < tape.size(); ++i)
+    if (!ran[i] && !tape[i].out.expired()) tape[kept++] = std::move(tape[i]);
+  tape.erase(tape.begin() + ptrdiff_t(kept), tape.end());
 }
 
 size_t tape_size() { return tape.size(); }

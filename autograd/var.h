@@ -21,6 +21,7 @@ struct VarImpl {
   bool requires_grad = false;
   bool is_leaf = true;  // not produced by a recorded op
   bool retain_grad = false;
+  bool graph_freed = false;  // its backward already ran and was dropped from the tape
   std::string name;  // for messages and debugging dumps ("grad of <name>")
 };
 

@@ -72,3 +72,29 @@ TEST_CASE("misuse gives clear errors") {
   CHECK_THROWS_WITH_AS(Var(y).set_requires_grad(false), doctest::Contains("non-leaf"), Error);
   clear_tape();
 }
+
+TEST_CASE("backward() of one graph leaves another live graph on the tape") {
+  // Two independent graphs recorded before either backward (a CPU and a CUDA
+  // copy of one computation, say): each must still get its own gradients.
+  Var a(Tensor::from_vector({2.0}, {1}, DType::F64), true, "a");
+  Var b(Tensor::from_vector({5.0}, {1}, DType::F64), true, "b");
+  const Var la = sum(mul(a, a)), lb = sum(scale(b, 3.0));
+  la.backward();
+  CHECK(a.grad().item() == 4.0);
+  CHECK_FALSE(b.grad().defined());
+  CHECK(tape_size() > 0);
+  lb.backward();
+  CHECK(b.grad().item() == 3.0);
+  CHECK(tape_size() == 0);
+}
+
+TEST_CASE("a second backward() through a freed graph is an error, not a silent zero") {
+  Var x(Tensor::from_vector({3.0}, {1}, DType::F64), true, "x");
+  const Var y = scale(x, 2.0);
+  const Var l1 = sum(y), l2 = sum(mul(y, y));
+  l1.backward();  // runs sum(y) and y = 2x; l2's entries stay recorded
+  CHECK(x.grad().item() == 2.0);
+  CHECK_THROWS_WITH_AS(l2.backward(), doctest::Contains("already ran and freed"), Error);
+  CHECK_THROWS_WITH_AS(l1.backward(), doctest::Contains("already ran and freed"), Error);
+  clear_tape();
+}
