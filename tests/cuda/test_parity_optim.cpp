@@ -194,10 +194,14 @@ TEST_CASE("cuda parity: sam ascend / descend_and_step, plain and adaptive (f32)"
     for (int s = 0; s < 4; s += 2) {
       set_grads(cpu, s);
       set_grads(gpu, s);
+      // Both devices sum in double, so identical inputs give norms equal to
+      // ~1e-12. The adaptive norm also reads the weights, which after the
+      // first step agree only to the f32 tolerance of compare_params.
+      const double norm_eps = adaptive && s > 0 ? 1e-5 : 1e-12;
       CHECK(sam_grad_norm(gpu, adaptive) ==
-            doctest::Approx(sam_grad_norm(cpu, adaptive)).epsilon(1e-12));
+            doctest::Approx(sam_grad_norm(cpu, adaptive)).epsilon(norm_eps));
       const double nc = sc.ascend(0.05), ng = sg.ascend(0.05);
-      CHECK(ng == doctest::Approx(nc).epsilon(1e-12));
+      CHECK(ng == doctest::Approx(nc).epsilon(norm_eps));
       compare_params("sam ascended", gpu, cpu, 1e-6, 1e-5);
       set_grads(cpu, s + 1);  // step 1 leaves param 1 without a grad
       set_grads(gpu, s + 1);
