@@ -219,9 +219,6 @@ TrainResult run_training(const Recipe& recipe, const TrainerHooks& hooks) {
 }
 
 TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks& hooks) {
-  GL_CHECK(r.get_string("run.device") == "cpu",
-           "run.device: training on cuda is not enabled yet: the CUDA optimizer kernels and their parity "
-           "tests exist, but no GPU has run them (issue \"CUDA performance\"); use run.device=cpu");
 #ifdef _OPENMP
   if (r.get_int("train.threads") > 0) omp_set_num_threads(int(r.get_int("train.threads")));
 #endif
