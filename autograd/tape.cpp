@@ -10,6 +10,9 @@
 // keeps its entries for its own backward(), as in PyTorch.
 #include "autograd/tape.h"
 
+#include <chrono>
+#include <memory>
+
 #include "autograd/ops/elementwise.h"
 
 namespace gl {
@@ -24,6 +27,17 @@ struct TapeEntry {
 
 thread_local std::vector<TapeEntry> tape;
 thread_local bool grad_mode = true;
+
+struct OpTimer {
+  std::function<void()> sync;
+  OpTimes times;
+  double mark = 0;
+  double now() {
+    if (sync) sync();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  }
+};
+thread_local std::unique_ptr<OpTimer> op_timer;
 
 }  // namespace
 
@@ -70,6 +84,13 @@ bool needs_grad(const std::vector<Var>& inputs) {
 }
 
 static Var record_if(bool needed, const char* op, Tensor out, BackwardFn backward) {
+  if (op_timer) {
+    const double t = op_timer->now();
+    OpTime& ot = op_timer->times.forward[op];
+    ot.seconds += t - op_timer->mark;
+    ot.calls += 1;
+    op_timer->mark = t;
+  }
   Var v(std::move(out));
   if (needed) {
     v.impl()->requires_grad = true;
@@ -121,7 +142,15 @@ void Var::backward() const {
     const Tensor dout = out->grad;
     if (!out->retain_grad) out->grad = Tensor();
     out->graph_freed = true;
-    tape[i].backward(dout);
+    if (op_timer) {
+      const double t0 = op_timer->now();
+      tape[i].backward(dout);
+      OpTime& ot = op_timer->times.backward[tape[i].op];
+      ot.seconds += op_timer->now() - t0;
+      ot.calls += 1;
+    } else {
+      tape[i].backward(dout);
+    }
     ran[i] = 1;
   }
   size_t kept = 0;
@@ -132,5 +161,18 @@ void Var::backward() const {
 
 size_t tape_size() { return tape.size(); }
 void clear_tape() { tape.clear(); }
+
+void start_op_timing(std::function<void()> sync) {
+  op_timer = std::make_unique<OpTimer>();
+  op_timer->sync = std::move(sync);
+  op_timer->mark = op_timer->now();
+}
+
+OpTimes stop_op_timing() {
+  GL_CHECK(op_timer != nullptr, "stop_op_timing() without start_op_timing()");
+  OpTimes t = std::move(op_timer->times);
+  op_timer.reset();
+  return t;
+}
 
 }  // namespace gl

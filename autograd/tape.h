@@ -6,6 +6,8 @@
 #pragma once
 #include <functional>
 #include <initializer_list>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "autograd/var.h"
@@ -29,5 +31,21 @@ void accumulate_grad(const Var& v, const Tensor& g);
 
 size_t tape_size();  // entries currently recorded on this thread
 void clear_tape();   // drops the recorded graph without running it
+
+// Per-op wall time on this thread, for profiling (bench/train_bench
+// --profile). Forward: the time from the previous recorded op to this op's
+// record() (its compute, plus any unrecorded work in between); backward:
+// the op's closure. `sync` runs before every clock read so that queued
+// device work is charged to the op that queued it (it serialises the GPU:
+// the totals are slower than an unprofiled step, the split is what counts).
+struct OpTime {
+  double seconds = 0;
+  int64_t calls = 0;
+};
+struct OpTimes {
+  std::map<std::string, OpTime> forward, backward;
+};
+void start_op_timing(std::function<void()> sync);
+OpTimes stop_op_timing();
 
 }  // namespace gl

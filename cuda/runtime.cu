@@ -8,6 +8,7 @@
 // per device, so a block freed on the host can be handed out again at once:
 // the stream orders the old and new users. On out-of-memory the cache is
 // released and the allocation retried once.
+#include <atomic>
 #include <cstdio>
 #include <map>
 #include <mutex>
@@ -43,7 +44,10 @@ namespace {
 struct DeviceState {
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
+  bool tf32 = false;  // the math mode the handle was last given
 };
+
+std::atomic<bool> g_tf32{false};
 
 int current_device() {
   int d = 0;
@@ -103,7 +107,18 @@ DeviceGuard::~DeviceGuard() {
 }
 
 cudaStream_t current_stream() { return device_state(current_device()).stream; }
-cublasHandle_t cublas_handle() { return device_state(current_device()).cublas; }
+cublasHandle_t cublas_handle() {
+  DeviceState& s = device_state(current_device());
+  const bool want = g_tf32.load(std::memory_order_relaxed);
+  if (s.tf32 != want) {
+    CUBLAS_CHECK(cublasSetMathMode(s.cublas, want ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    s.tf32 = want;
+  }
+  return s.cublas;
+}
+
+void set_tf32(bool on) { g_tf32.store(on); }
+bool tf32_enabled() { return g_tf32.load(); }
 
 void synchronize(int device) {
   DeviceGuard guard(device);

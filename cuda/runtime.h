@@ -22,6 +22,13 @@ class DeviceGuard {
 
 void synchronize(int device);  // waits for the device's stream
 
+// f32 matrix products on the tensor cores in TF32 (10-bit mantissa inputs,
+// f32 accumulation; about 3e-4 relative error instead of ~1e-6). Off by
+// default, as in PyTorch: the f32 path is the numerical reference and the
+// parity tests run with it off. Process-wide, all devices.
+void set_tf32(bool on);
+bool tf32_enabled();
+
 struct AllocatorStats {
   int64_t cuda_malloc_calls = 0;  // cudaMalloc calls since start
   int64_t cache_hits = 0;         // allocations served from the cache

@@ -57,6 +57,8 @@ std::vector<RecipeKey> build_schema() {
       ranged(key("run.seed", T::INT, "1234", "seed of initialisation and data order"), 0, kInf),
       key("run.out_dir", T::STRING, "runs", "parent directory of run directories"),
       choice("run.device", {"cpu", "cuda"}, "where the model trains"),
+      key("run.tf32", T::BOOL, "false",
+          "cuda: f32 matrix products on the tensor cores in TF32 (~3e-4 relative error; off: exact f32)"),
 
       choice("model.preset",
              {"pythia-14m", "pythia-31m", "pythia-70m", "pythia-160m", "pythia-410m", "pythia-1b", "gpt2"},

@@ -1,6 +1,10 @@
 // The training loop; see trainer.h for the step and the run directory rules.
 #include "trainer/trainer.h"
 
+#if GRIDLOCK_CUDA
+#include "cuda/runtime.h"
+#endif
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -219,6 +223,11 @@ TrainResult run_training(const Recipe& recipe, const TrainerHooks& hooks) {
 }
 
 TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks& hooks) {
+  GL_CHECK(!r.get_bool("run.tf32") || r.get_string("run.device") == "cuda",
+           "run.tf32: true needs run.device=cuda (the CPU has no TF32 mode)");
+#if GRIDLOCK_CUDA
+  cuda::set_tf32(r.get_bool("run.tf32"));
+#endif
 #ifdef _OPENMP
   if (r.get_int("train.threads") > 0) omp_set_num_threads(int(r.get_int("train.threads")));
 #endif
