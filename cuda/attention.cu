@@ -1,5 +1,8 @@
 // Causal attention (CUDA), flash-style memory: see cpu/attention.h for the
-// maths and cpu/attention.cpp for the backward derivation.
+// maths and cpu/attention.cpp for the backward derivation. f32 with
+// HS <= 128 goes to the tiled kernels of cuda/flash_attention.cu; these
+// row-per-block kernels serve f64 (the reference-precision path) and
+// larger heads.
 //
 // Layout of the work: one thread block per (b, h, row). A block walks the
 // other rows in chunks of kChunk; within a chunk each warp takes whole rows
@@ -15,6 +18,7 @@
 // dq and dk/dv are separate kernels so that no two blocks write one row.
 // f32 accumulates in f32 here (the CPU reference uses double).
 #include <cmath>
+#include <type_traits>
 
 #include "cuda/attention.h"
 #include "cuda/common.cuh"
@@ -224,6 +228,10 @@ void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, int64
                        int64_t Tq, int64_t Tk, int64_t HS, double scale) {
   const int64_t rows = BH * Tq;
   if (rows == 0) return;
+  if constexpr (std::is_same_v<T, float>) {
+    if (flash_attention_supports(HS))
+      return flash_attention_forward(out, lse, q, k, v, BH, Tq, Tk, HS, scale);
+  }
   const size_t smem = shared_bytes(HS, 2, 2, sizeof(T));
   attention_forward_kernel<T><<<grid_for_rows(rows), kThreads, smem, current_stream()>>>(
       out, lse, q, k, v, BH, Tq, Tk, HS, T(scale));
@@ -235,6 +243,11 @@ void attention_backward(T* dq, T* dk, T* dv, T* delta, const T* dout, const T* q
                         const T* v, const T* out, const T* lse, int64_t BH, int64_t Tq,
                         int64_t Tk, int64_t HS, double scale) {
   if (BH * Tk == 0) return;
+  if constexpr (std::is_same_v<T, float>) {
+    if (flash_attention_supports(HS))
+      return flash_attention_backward(dq, dk, dv, delta, dout, q, k, v, out, lse, BH, Tq, Tk, HS,
+                                      scale);
+  }
   // Tq == 0 < Tk (no new query rows) still needs dk = dv = 0: the dkv
   // kernel writes every key row, here with an empty query loop.
   if (BH * Tq > 0) {

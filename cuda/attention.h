@@ -1,8 +1,9 @@
 // Causal attention kernels (CUDA): same contracts as cpu/attention.h
 // (q [BH, Tq, HS], k and v [BH, Tk, HS], Tk >= Tq, queries aligned to the
 // end of the keys).
-// Correctness-first kernels (no T x T buffer in global memory, no atomics);
-// a tiled, tensor-core version is later work.
+// f32 with HS <= 128 runs the tiled kernels of cuda/flash_attention.cu;
+// f64 and larger heads the row-per-block kernels of cuda/attention.cu.
+// Neither keeps a T x T buffer in global memory or uses atomics.
 #pragma once
 #include <cstdint>
 
@@ -16,5 +17,15 @@ template <class T>
 void attention_backward(T* dq, T* dk, T* dv, T* delta, const T* dout, const T* q, const T* k,
                         const T* v, const T* out, const T* lse, int64_t BH, int64_t Tq,
                         int64_t Tk, int64_t HS, double scale);
+
+// The tiled f32 kernels (cuda/flash_attention.cu), same contract.
+bool flash_attention_supports(int64_t HS);
+void flash_attention_forward(float* out, float* lse, const float* q, const float* k,
+                             const float* v, int64_t BH, int64_t Tq, int64_t Tk, int64_t HS,
+                             double scale);
+void flash_attention_backward(float* dq, float* dk, float* dv, float* delta, const float* dout,
+                              const float* q, const float* k, const float* v, const float* out,
+                              const float* lse, int64_t BH, int64_t Tq, int64_t Tk, int64_t HS,
+                              double scale);
 
 }  // namespace gl::cuda

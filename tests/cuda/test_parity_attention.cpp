@@ -64,11 +64,13 @@ bool parity(const std::string& label, const VarFn& fn, const std::vector<Tensor>
 }  // namespace
 
 TEST_CASE("cuda parity: attention f32 at odd and even sizes") {
-  // {B, NH, T, HS}: T = 1, 7, 33, 130 (not multiples of the 32-row chunk),
-  // HS = 64, 128 and the odd 24, 7 and 1 (fewer dims than a warp's lanes).
-  const std::vector<Shape> shapes{{1, 1, 1, 64},  {2, 3, 7, 64},  {1, 2, 33, 128},
+  // {B, NH, T, HS}: T = 1, 7, 33, 130, 300 (not multiples of the 64-row
+  // tiles of the f32 kernels; 300 spans five of them), HS = 64, 128 and the
+  // odd 24, 7, 1, 80 and 33 (zero-padded to the kernels' 32, 64 or 128).
+  const std::vector<Shape> shapes{{1, 1, 1, 64},   {2, 3, 7, 64},    {1, 2, 33, 128},
                                   {2, 2, 130, 24}, {1, 2, 130, 128}, {2, 1, 33, 7},
-                                  {1, 1, 40, 1}};
+                                  {1, 1, 40, 1},   {1, 2, 300, 64},  {1, 1, 200, 80},
+                                  {2, 1, 129, 33}, {1, 1, 257, 128}};
   uint64_t seed = 100;
   for (const Shape& s : shapes) {
     CAPTURE(shape_str(s));
@@ -88,9 +90,10 @@ TEST_CASE("cuda parity: attention with fewer queries than keys (KV cache)") {
   struct Case {
     int64_t B, NH, HS, Tq, Tk;
   };
-  const std::vector<Case> cases{{1, 2, 64, 1, 1},   {2, 3, 64, 1, 33},  {1, 2, 128, 1, 130},
-                                {2, 2, 24, 5, 37},  {1, 2, 7, 32, 65},  {2, 1, 128, 129, 130},
-                                {1, 1, 1, 3, 40}};
+  const std::vector<Case> cases{{1, 2, 64, 1, 1},      {2, 3, 64, 1, 33},  {1, 2, 128, 1, 130},
+                                {2, 2, 24, 5, 37},     {1, 2, 7, 32, 65},  {2, 1, 128, 129, 130},
+                                {1, 1, 1, 3, 40},      {1, 2, 64, 100, 300}, {1, 1, 64, 1, 300},
+                                {2, 1, 32, 130, 200}};
   uint64_t seed = 300;
   for (const Case& c : cases) {
     CAPTURE(c.Tq);
