@@ -95,6 +95,45 @@ __global__ void per_token_params_kernel(T* scale, T* zero, const T* x, int64_t r
   }
 }
 
+// One warp per group of G consecutive elements: the quantizer's ABSMAX
+// rule (quant/quantizer.cpp scale_for_ratio, p = 1) in the same f32
+// arithmetic, so the scales equal the CPU's bit for bit. An all-zero group
+// gets s = 1, z = 0 (QAT's convention: the fused op needs s > 0, and s = 1
+// maps those zeros to 0 just the same).
+__global__ void group_absmax_scales_kernel(float* scale, float* zero, const float* w,
+                                           int64_t n_groups, int64_t G, float div,
+                                           bool asym_zero) {
+  const int lane = threadIdx.x & 31;
+  const int64_t warps = int64_t(gridDim.x) * (blockDim.x / 32);
+  for (int64_t k = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32; k < n_groups;
+       k += warps) {
+    const float* g = w + k * G;
+    // Symmetric: max |w|. Asymmetric (GPTQ's ASYM_ZERO): min and max with 0
+    // in the range, so starting both at 0 is the CPU's min(mn, 0), max(mx, 0).
+    float a = 0.f, lo = 0.f, hi = 0.f;
+    for (int64_t j = lane; j < G; j += 32) {
+      const float x = g[j];
+      a = fmaxf(a, fabsf(x));
+      lo = fminf(lo, x);
+      hi = fmaxf(hi, x);
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+      a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
+      lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, o));
+      hi = fmaxf(hi, __shfl_xor_sync(0xffffffffu, hi, o));
+    }
+    if (lane != 0) continue;
+    if (!asym_zero) {
+      const float sc = a / div;
+      scale[k] = sc != 0.f ? sc : 1.f;
+    } else {
+      const float sc = (hi - lo) / div;
+      scale[k] = sc != 0.f ? sc : 1.f;
+      zero[k] = sc != 0.f ? rintf(-lo / sc) : 0.f;
+    }
+  }
+}
+
 unsigned grid_for_entries(int64_t n) {
   return unsigned(n < 1 ? 1 : (n > 65535LL * 32 ? 65535LL * 32 : n));
 }
@@ -143,6 +182,16 @@ void per_token_params(T* scale, T* zero, const T* x, int64_t rows, int64_t cols,
   per_token_params_kernel<T><<<grid_for_entries(rows), kThreads, 0, current_stream()>>>(
       scale, zero, x, rows, cols, symmetric, T(qmin), T(qmax));
   CUDA_CHECK_LAUNCH("per_token_params_kernel");
+}
+
+void group_absmax_scales(float* scale, float* zero, const float* w, int64_t n_groups, int64_t G,
+                         double divisor, bool asym_zero) {
+  if (n_groups == 0) return;
+  const int64_t blocks = (n_groups + kThreads / 32 - 1) / (kThreads / 32);
+  group_absmax_scales_kernel<<<unsigned(blocks < 65535 * 32 ? blocks : 65535 * 32), kThreads, 0,
+                               current_stream()>>>(scale, zero, w, n_groups, G, float(divisor),
+                                                   asym_zero);
+  CUDA_CHECK_LAUNCH("group_absmax_scales_kernel");
 }
 
 #define GL_INSTANTIATE(T)                                                                   \

@@ -16,6 +16,12 @@ void fake_quant_backward_x(T* dx, const T* dout, const T* x, const T* scale, con
 template <class T>
 void fake_quant_backward_scale(T* dscale, const T* dout, const T* x, const T* scale,
                                const T* zero, const FakeQuantParams& p, double grad_scale);
+// QAT's per-group ABSMAX scales of f32 weights in groups of G consecutive
+// elements (symmetric: max|w| / divisor; asym_zero: GPTQ's range with 0
+// included and z = rint(-min / s)); all-zero groups get s = 1, z = 0.
+// zero may be null when !asym_zero.
+void group_absmax_scales(float* scale, float* zero, const float* w, int64_t n_groups, int64_t G,
+                         double divisor, bool asym_zero);
 template <class T>
 void per_token_params(T* scale, T* zero, const T* x, int64_t rows, int64_t cols, bool symmetric,
                       double qmin, double qmax);

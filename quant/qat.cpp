@@ -10,6 +10,10 @@
 #include "autograd/ops/fake_quant.h"
 #include "models/layers.h"
 
+#if GRIDLOCK_CUDA
+#include "cuda/fake_quant.h"
+#endif
+
 namespace gl {
 
 namespace {
@@ -114,21 +118,10 @@ struct QatPlan::State {
       case Path::FUSED: {
         // Recomputed from the current weight and detached (spec 4.3): a
         // plain Var, not an input of the recorded op.
-        const QuantScales sc = compute_scales(x.value(), spec);
-        std::vector<double> s = sc.scale.to_vector();
-        std::vector<double> z = sc.zero.defined() ? sc.zero.to_vector() : std::vector<double>();
-        // An all-zero group has s = 0 (dequantizes to 0); the fused op needs
-        // s > 0, and s = 1 with z = 0 maps those zeros to 0 just the same.
-        for (size_t k = 0; k < s.size(); ++k)
-          if (s[k] == 0.0) {
-            s[k] = 1.0;
-            if (!z.empty()) z[k] = 0.0;
-          }
+        const QuantScales sc = qat_fused_scales(x.value(), spec);
         const Shape shape2d = {e.rows, e.groups};
-        const Var scale(Tensor::from_vector(s, shape2d, x.dtype(), x.device()));
-        const Tensor zero =
-            z.empty() ? Tensor() : Tensor::from_vector(z, shape2d, x.dtype(), x.device());
-        return fake_quantize(x, scale, zero, e.fq);
+        const Tensor zero = sc.zero.defined() ? sc.zero.reshape(shape2d) : Tensor();
+        return fake_quantize(x, Var(sc.scale.reshape(shape2d)), zero, e.fq);
       }
       case Path::EXACT: {
         const Tensor w = x.value().contiguous();
@@ -325,6 +318,45 @@ Var QatPlan::transform_weight(const std::string& name, const Var& w) const {
 
 Var QatPlan::transform_activation(const std::string& name, const Var& x) const {
   return state_->activation(name, x);
+}
+
+QuantScales qat_fused_scales(const Tensor& w, const QuantSpec& spec) {
+  const Shape sshape = quant_scales_shape(spec, w.shape());
+#if GRIDLOCK_CUDA
+  // f32 weights on the GPU with the ABSMAX rule: one kernel, no host round
+  // trip (the QAT step's cost was dominated by copying every weight to the
+  // host for compute_scales). Same f32 arithmetic: bit-identical scales.
+  // Unlike compute_scales it does not reject non-finite weights; they give
+  // non-finite scales, hence a non-finite loss the trainer stops on.
+  if (w.is_cuda() && w.dtype() == DType::F32 && spec.scale_rule == QuantScaleRule::ABSMAX &&
+      !spec.signed_max && spec.scale_dtype == DType::F32 &&
+      spec.zero_point != QuantZeroPoint::ASYM_MIN) {
+    validate_for_shape(spec, w.shape());
+    const Tensor wc = w.contiguous();
+    const int64_t G = quant_group_length(spec, w.shape());
+    const bool asym = spec.zero_point == QuantZeroPoint::ASYM_ZERO;
+    QuantScales out;
+    out.scale = Tensor::empty(sshape, DType::F32, w.device());
+    if (asym) out.zero = Tensor::empty(sshape, DType::F32, w.device());
+    cuda::group_absmax_scales(out.scale.data<float>(), asym ? out.zero.data<float>() : nullptr,
+                              wc.data<float>(), wc.numel() / G, G, spec.divisor(), asym);
+    return out;
+  }
+#endif
+  const QuantScales sc = compute_scales(w, spec);
+  std::vector<double> s = sc.scale.to_vector();
+  std::vector<double> z = sc.zero.defined() ? sc.zero.to_vector() : std::vector<double>();
+  // An all-zero group has s = 0 (dequantizes to 0); the fused op needs
+  // s > 0, and s = 1 with z = 0 maps those zeros to 0 just the same.
+  for (size_t k = 0; k < s.size(); ++k)
+    if (s[k] == 0.0) {
+      s[k] = 1.0;
+      if (!z.empty()) z[k] = 0.0;
+    }
+  QuantScales out;
+  out.scale = Tensor::from_vector(s, sshape, w.dtype(), w.device());
+  if (!z.empty()) out.zero = Tensor::from_vector(z, sshape, w.dtype(), w.device());
+  return out;
 }
 
 }  // namespace gl

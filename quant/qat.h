@@ -103,4 +103,10 @@ class QatPlan {
 std::vector<std::string> resolve_layer_patterns(const ModelConfig& cfg,
                                                 const std::vector<std::string>& patterns);
 
+// The scales the FUSED path fake-quantizes a weight with: compute_scales
+// (spec 4.1) with all-zero groups mapped to s = 1, z = 0; on w's device and
+// dtype, shaped quant_scales_shape. f32 CUDA weights with the ABSMAX rule
+// are computed on the GPU (bit-identical to the CPU's).
+QuantScales qat_fused_scales(const Tensor& w, const QuantSpec& spec);
+
 }  // namespace gl

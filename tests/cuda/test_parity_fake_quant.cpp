@@ -9,6 +9,7 @@
 #include <doctest/doctest.h>
 
 #include "autograd/ops/fake_quant.h"
+#include "quant/qat.h"
 #include "tests/testing.h"
 
 using namespace gl;
@@ -94,5 +95,25 @@ TEST_CASE("cuda parity: fake_quantize_per_token forward and dx") {
         CHECK(check_close("per_token dx", dx[1], dx[0], 0, 0));
       }
     }
+  }
+}
+
+TEST_CASE("cuda parity: QAT's fused scales are computed on the device, bit-identical") {
+  // quant/qat.h qat_fused_scales: the CPU path is compute_scales (spec 4.1);
+  // f32 CUDA weights take cuda::group_absmax_scales. Same f32 arithmetic,
+  // so atol = rtol = 0. One row is all zeros (s = 1, z = 0 on both), rows
+  // are odd in number, groups of 32 and 128, symmetric and ASYM_ZERO.
+  for (const char* spec_text : {"int4_probe", "int4_probe:g32", "w4a16_g128", "int4:g32:asym",
+                                "int8_probe", "int4:channel:sym:restricted"}) {
+    CAPTURE(spec_text);
+    const QuantSpec spec = quant_spec_from_string(spec_text);
+    Tensor w = randn({37, 256}, 11, DType::F32);
+    w.narrow(0, 5, 1).fill_(0.0);
+    const QuantScales c = qat_fused_scales(w, spec);
+    const QuantScales g = qat_fused_scales(w.to(Device::cuda()), spec);
+    CHECK(g.scale.is_cuda());
+    CHECK(check_close("scale", g.scale, c.scale, 0, 0));
+    REQUIRE(g.zero.defined() == c.zero.defined());
+    if (c.zero.defined()) CHECK(check_close("zero", g.zero, c.zero, 0, 0));
   }
 }

@@ -13,7 +13,7 @@
 # GRIDLOCK_CORPUS_CACHE: a corpus cache to use instead of building one in
 # WORK_DIR (a GPU machine without the Debian corpus packages).
 set -euo pipefail
-train="$1" src="$2" work="$3"
+train="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")" src="$(cd "$2" && pwd)" work="$3"
 if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L 2>/dev/null | grep -q "^GPU"; then
   echo "no GPU visible: skipped"
   exit 77
