@@ -22,6 +22,7 @@
 
 #include "cuda/attention.h"
 #include "cuda/common.cuh"
+#include "cuda/runtime.h"
 #include "cuda/reduce_utils.cuh"
 
 namespace gl::cuda {
@@ -230,7 +231,8 @@ void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, int64
   if (rows == 0) return;
   if constexpr (std::is_same_v<T, float>) {
     if (flash_attention_supports(HS))
-      return flash_attention_forward(out, lse, q, k, v, BH, Tq, Tk, HS, scale);
+      return tf32_enabled() ? flash_attention_tc_forward(out, lse, q, k, v, BH, Tq, Tk, HS, scale)
+                            : flash_attention_forward(out, lse, q, k, v, BH, Tq, Tk, HS, scale);
   }
   const size_t smem = shared_bytes(HS, 2, 2, sizeof(T));
   attention_forward_kernel<T><<<grid_for_rows(rows), kThreads, smem, current_stream()>>>(
@@ -244,9 +246,13 @@ void attention_backward(T* dq, T* dk, T* dv, T* delta, const T* dout, const T* q
                         int64_t Tk, int64_t HS, double scale) {
   if (BH * Tk == 0) return;
   if constexpr (std::is_same_v<T, float>) {
-    if (flash_attention_supports(HS))
+    if (flash_attention_supports(HS)) {
+      if (tf32_enabled())
+        return flash_attention_tc_backward(dq, dk, dv, delta, dout, q, k, v, out, lse, BH, Tq, Tk,
+                                           HS, scale);
       return flash_attention_backward(dq, dk, dv, delta, dout, q, k, v, out, lse, BH, Tq, Tk, HS,
                                       scale);
+    }
   }
   // Tq == 0 < Tk (no new query rows) still needs dk = dv = 0: the dkv
   // kernel writes every key row, here with an empty query loop.

@@ -1,7 +1,8 @@
 // Causal attention kernels (CUDA): same contracts as cpu/attention.h
 // (q [BH, Tq, HS], k and v [BH, Tk, HS], Tk >= Tq, queries aligned to the
 // end of the keys).
-// f32 with HS <= 128 runs the tiled kernels of cuda/flash_attention.cu;
+// f32 with HS <= 128 runs the tiled kernels of cuda/flash_attention.cu
+// (cuda/flash_attention_tc.cu's TF32 tensor-core ones when TF32 is on);
 // f64 and larger heads the row-per-block kernels of cuda/attention.cu.
 // Neither keeps a T x T buffer in global memory or uses atomics.
 #pragma once
@@ -27,5 +28,15 @@ void flash_attention_backward(float* dq, float* dk, float* dv, float* delta, con
                               const float* q, const float* k, const float* v, const float* out,
                               const float* lse, int64_t BH, int64_t Tq, int64_t Tk, int64_t HS,
                               double scale);
+
+// The same on the tensor cores in TF32 (cuda/flash_attention_tc.cu); what
+// attention_forward/backward run for f32 when cuda::tf32_enabled().
+void flash_attention_tc_forward(float* out, float* lse, const float* q, const float* k,
+                                const float* v, int64_t BH, int64_t Tq, int64_t Tk, int64_t HS,
+                                double scale);
+void flash_attention_tc_backward(float* dq, float* dk, float* dv, float* delta,
+                                 const float* dout, const float* q, const float* k,
+                                 const float* v, const float* out, const float* lse, int64_t BH,
+                                 int64_t Tq, int64_t Tk, int64_t HS, double scale);
 
 }  // namespace gl::cuda

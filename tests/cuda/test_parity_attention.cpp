@@ -17,6 +17,7 @@
 
 #include "autograd/ops/attention.h"
 #include "autograd/ops/rotary.h"
+#include "cuda/runtime.h"
 #include "tests/testing.h"
 
 using namespace gl;
@@ -125,6 +126,40 @@ TEST_CASE("cuda parity: attention f64 and a peaked softmax") {
                                  randn(s, 7, DType::F32)};
   CHECK(parity("attention peaked", [](auto& v) { return attention(v[0], v[1], v[2], 2.0); },
                in32, 2e-5, 1e-4, 1e-3, 1e-3, 8));
+}
+
+TEST_CASE("cuda parity: attention on the tensor cores (TF32)") {
+  // With TF32 on (run.tf32), f32 attention runs cuda/flash_attention_tc.cu:
+  // q, k, v, P and dS are rounded to TF32 (10-bit mantissa, relative error
+  // 2^-11) before each product, f32 accumulation. Scores (O(1) with
+  // scale = 1/sqrt(HS) on randn inputs) then carry ~1e-3 absolute error,
+  // and so do P and out: atol = rtol = 4e-3 for out. Gradients go through
+  // dP - D and sums over up to 300 rows: atol 3e-2 + rtol 2e-2. An indexing
+  // or masking error gives O(0.1-1) differences, far above these.
+  struct Tf32On {
+    Tf32On() { cuda::set_tf32(true); }
+    ~Tf32On() { cuda::set_tf32(false); }
+  } tf32_on;
+  struct Case {
+    int64_t B, NH, HS, Tq, Tk;
+  };
+  const std::vector<Case> cases{{1, 1, 64, 1, 1},     {2, 3, 64, 7, 7},     {1, 2, 128, 130, 130},
+                                {2, 2, 24, 33, 33},   {1, 2, 64, 300, 300}, {1, 1, 80, 200, 200},
+                                {2, 1, 7, 65, 65},    {1, 2, 64, 100, 300}, {1, 1, 64, 1, 300},
+                                {2, 1, 32, 130, 200}, {1, 1, 128, 1, 130}};
+  uint64_t seed = 700;
+  for (const Case& c : cases) {
+    CAPTURE(c.Tq);
+    CAPTURE(c.Tk);
+    CAPTURE(c.HS);
+    const double scale = 1.0 / std::sqrt(double(c.HS));
+    const std::vector<Tensor> in{randn({c.B, c.NH, c.Tq, c.HS}, seed, DType::F32),
+                                 randn({c.B, c.NH, c.Tk, c.HS}, seed + 1, DType::F32),
+                                 randn({c.B, c.NH, c.Tk, c.HS}, seed + 2, DType::F32)};
+    CHECK(parity("attention tf32", [scale](auto& v) { return attention(v[0], v[1], v[2], scale); },
+                 in, 4e-3, 4e-3, 3e-2, 2e-2, seed + 3));
+    seed += 10;
+  }
 }
 
 TEST_CASE("cuda parity: rotary f32 partial and full, with offsets") {
