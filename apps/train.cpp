@@ -8,6 +8,12 @@
 // any work (trainer/recipe.h); --print-recipe prints the resolved recipe
 // and exits. --resume is train.resume=true. Under mpirun every process runs
 // this same command (dist/comm.h); rank 0 prints and writes files.
+//
+// Exit codes: 0 the run finished; 1 an error (one line on stderr); 2 a
+// usage error; 75 (EX_TEMPFAIL) stopped by SIGINT/SIGTERM after saving a
+// checkpoint of the step in progress: rerun with --resume to continue.
+// GRIDLOCK_FAULT injects faults for the reliability tests (trainer/trainer.h,
+// docs/reliability.md).
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -23,7 +29,8 @@ namespace {
 
 const char* kUsage =
     "usage: ./train [RECIPE.yaml] [key.path=value ...] [--resume] [--print-recipe]\n"
-    "  no RECIPE: the embedded default (recipes/tiny.yaml); keys: docs/recipes.md";
+    "  no RECIPE: the embedded default (recipes/tiny.yaml); keys: docs/recipes.md\n"
+    "  exit codes: 0 done, 1 error, 2 usage, 75 stopped by SIGINT/SIGTERM (checkpoint saved; add --resume)";
 
 int train_main(int argc, char** argv) {
   std::string recipe_path;
@@ -56,6 +63,7 @@ int train_main(int argc, char** argv) {
     return 0;
   }
   const TrainResult r = run_training(recipe);
+  if (r.stop_signal) return 75;  // EX_TEMPFAIL: a checkpoint is saved, --resume continues
   return r.interrupted ? 1 : 0;
 }
 

@@ -2,7 +2,12 @@
 // layout (spec.md 2.4) and the invariants checked at open().
 #include "data/indexed_dataset.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -124,6 +129,12 @@ uint64_t fork_sequence(uint64_t start_step, uint64_t fork_step, uint64_t sequenc
 
 ByteRange::ByteRange(std::vector<MappedFile> files) : files_(std::move(files)) {
   for (const MappedFile& f : files_) {
+    const int fd = ::open(f.path().c_str(), O_RDONLY | O_CLOEXEC);
+    GL_CHECK(fd >= 0, f.path(), ": cannot open: ", std::strerror(errno));
+    fds_.emplace_back(new int(fd), [](const int* p) {
+      ::close(*p);
+      delete p;
+    });
     starts_.push_back(total_);
     total_ += f.size();
   }
@@ -142,7 +153,15 @@ void ByteRange::read(uint64_t offset, uint64_t n, void* dst) const {
     const uint64_t in_file = offset - starts_[f];
     const uint64_t avail = files_[f].size() - std::min<uint64_t>(in_file, files_[f].size());
     const uint64_t take = std::min(n, avail);
-    if (take > 0) std::memcpy(out, files_[f].data() + in_file, take);
+    if (take > 0) {
+      // A file cut under its mapping would SIGBUS in the memcpy.
+      struct stat sb {};
+      GL_CHECK(::fstat(*fds_[f], &sb) == 0, files_[f].path(), ": fstat failed: ", std::strerror(errno));
+      GL_CHECK(uint64_t(sb.st_size) >= in_file + take, files_[f].path(), ": truncated while in use: reading bytes [",
+               in_file, ", ", in_file + take, ") but the file is now ", uint64_t(sb.st_size), " bytes (",
+               files_[f].size(), " when opened)");
+      std::memcpy(out, files_[f].data() + in_file, take);
+    }
     out += take;
     offset += take;
     n -= take;

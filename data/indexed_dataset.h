@@ -33,6 +33,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -71,10 +72,14 @@ class ByteRange {
   size_t file_count() const { return files_.size(); }
   const MappedFile& file(size_t i) const { return files_[i]; }
   // Copies bytes [offset, offset + n) into dst; the range must lie inside.
+  // Each file's current size is checked first (fstat on a descriptor held
+  // next to the mapping): a .bin truncated while in use is an error naming
+  // the file and the byte offset, not a SIGBUS from the mapping.
   void read(uint64_t offset, uint64_t n, void* dst) const;
 
  private:
   std::vector<MappedFile> files_;
+  std::vector<std::shared_ptr<const int>> fds_;  // files_[i] opened again, for the size check
   std::vector<uint64_t> starts_;  // starts_[i] = byte offset of files_[i]
   uint64_t total_ = 0;
 };

@@ -47,6 +47,12 @@ void encode_header(char* h, TokenDType dtype, uint64_t count, uint64_t vocab) {
 TokenShard TokenShard::open(const std::string& path) {
   TokenShard s;
   s.file_.emplace(path);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  GL_CHECK(fd >= 0, path, ": cannot open: ", std::strerror(errno));
+  s.fd_ = std::shared_ptr<const int>(new int(fd), [](const int* p) {
+    ::close(*p);
+    delete p;
+  });
   const MappedFile& f = *s.file_;
   const char* p = f.data();
   GL_CHECK(f.size() >= kTokenShardHeaderBytes, path, ": truncated: ", f.size(),
@@ -76,6 +82,13 @@ TokenShard TokenShard::open(const std::string& path) {
 void TokenShard::read(size_t begin, size_t n, int32_t* out) const {
   GL_CHECK(begin <= count_ && n <= count_ - begin, path(), ": tokens [", begin, ", ",
            begin + n, ") outside the ", count_, " tokens of the shard");
+  // A file cut under the mapping would SIGBUS below; see token_shard.h.
+  const uint64_t need = kTokenShardHeaderBytes + uint64_t(begin + n) * uint64_t(dtype_);
+  struct stat sb {};
+  GL_CHECK(::fstat(*fd_, &sb) == 0, path(), ": fstat failed: ", std::strerror(errno));
+  GL_CHECK(uint64_t(sb.st_size) >= need, path(), ": truncated while in use: tokens [", begin, ", ", begin + n,
+           ") need bytes up to offset ", need, " but the file is now ", uint64_t(sb.st_size), " bytes (",
+           file_->size(), " when opened)");
   const char* p = file_->data() + kTokenShardHeaderBytes;
   if (dtype_ == TokenDType::u16) {
     for (size_t k = 0; k < n; ++k) out[k] = int32_t(load_le<uint16_t>(p + 2 * (begin + k)));

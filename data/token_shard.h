@@ -13,6 +13,13 @@
 // expected and actual sizes. Tokens start at byte 32, so they are naturally
 // aligned in the (page-aligned) mapping.
 //
+// Truncation while in use: the shard is mmapped, and a file shrinking under
+// a mapping turns the next touch of a page past its new end into SIGBUS.
+// So the reader also holds a descriptor and fstat()s it before every read():
+// a file now shorter than the tokens asked for is an error naming the file,
+// the tokens, the byte offset needed and the sizes, instead of a crash. (A
+// shrink between that check and the copy, microseconds, is not caught.)
+//
 // Writing is atomic: the shard is written to "<path>.tmp.<pid>", fsynced and
 // renamed over `path` (as save_safetensors does); a failure or a writer
 // destroyed without commit() removes the temporary and leaves any previous
@@ -21,6 +28,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -55,6 +63,7 @@ class TokenShard {
  private:
   TokenShard() = default;
   std::optional<MappedFile> file_;  // optional: MappedFile has no empty state
+  std::shared_ptr<const int> fd_;   // the same file, for the size check; closed by the last copy
   TokenDType dtype_ = TokenDType::u16;
   uint64_t count_ = 0, vocab_size_ = 0;
 };

@@ -50,6 +50,16 @@ int64_t step_of(const std::string& name) {
   return s;
 }
 
+// Removes a checkpoint directory without a window where it is half gone:
+// rename (atomic) to a .tmp-* name, then delete.
+void retire(const fs::path& dir, const fs::path& doomed) {
+  std::error_code ec;
+  fs::remove_all(doomed, ec);
+  fs::rename(dir, doomed, ec);
+  GL_CHECK(!ec, "checkpoint: cannot rename ", dir.string(), " to ", doomed.string(), ": ", ec.message());
+  fs::remove_all(doomed);
+}
+
 int64_t json_int(const Json& j, const char* key, const std::string& file) {
   return j.at(key, file).as_int(file + ": " + key);
 }
@@ -86,11 +96,13 @@ std::optional<std::string> latest_checkpoint(const std::string& run_dir) {
   return all.back();
 }
 
-std::string save_checkpoint(const std::string& run_dir, const LanguageModel& model,
-                            const NamedTensors& optimizer_state, const TrainerState& state,
-                            const std::string& recipe_yaml, int64_t keep_last,
-                            const std::string& tokenizer_json) {
-  const fs::path root = fs::path(run_dir) / "checkpoints";
+namespace {
+
+std::string write_checkpoint(const fs::path& root, const std::string& run_dir, const LanguageModel& model,
+                             const NamedTensors& optimizer_state, const TrainerState& state,
+                             const std::string& recipe_yaml, int64_t keep_last, const std::string& tokenizer_json,
+                             const std::function<void(const char*, const std::string&)>& fault) {
+  if (fault) fault("begin", root.string());
   fs::create_directories(root);
   // Leftovers of a save that crashed: never complete, safe to remove.
   for (const auto& e : fs::directory_iterator(root))
@@ -101,6 +113,7 @@ std::string save_checkpoint(const std::string& run_dir, const LanguageModel& mod
   const fs::path dst = root / name;
   fs::create_directories(tmp);
   save_hf_model(model, tmp.string());
+  if (fault) fault("midway", (tmp / "optimizer.safetensors").string());
   save_safetensors((tmp / "optimizer.safetensors").string(), optimizer_state,
                    {{"format", "gridlock-optimizer-state"}});
   write_text((tmp / "recipe.resolved.yaml").string(), recipe_yaml);
@@ -115,6 +128,11 @@ std::string save_checkpoint(const std::string& run_dir, const LanguageModel& mod
   j.set("seed", state.seed);
   j.set("skipped_steps", state.skipped_steps);
   j.set("elapsed_s", state.elapsed_s);
+  j.set("lr_scale", state.lr_scale);
+  j.set("rollbacks", state.rollbacks);
+  Json recent = Json::array();
+  for (double x : state.recent_losses) recent.push_back(x);  // %.17g: round-trips exactly
+  j.set("recent_losses", recent);
   j.set("rng", "philox keyed by (seed, step): no state beyond the step");
   write_text((tmp / "trainer_state.json").string(), j.dump(2) + "\n");
   for (const auto& e : fs::directory_iterator(tmp)) fsync_path(e.path().string());
@@ -122,17 +140,49 @@ std::string save_checkpoint(const std::string& run_dir, const LanguageModel& mod
 
   std::error_code ec;
   // Saving the same step twice (e.g. a resumed run that stops where it
-  // started) replaces the old copy; it holds the same bytes.
-  if (fs::exists(dst)) fs::remove_all(dst);
+  // started) replaces the old copy; it holds the same bytes. The old copy
+  // is renamed away before it is deleted (as are checkpoints beyond
+  // keep_last): a kill during a recursive delete would otherwise leave a
+  // half-deleted step-* directory that still looks complete. A .tmp-*
+  // name is never listed and the next save removes it.
+  if (fs::exists(dst)) retire(dst, root / (".tmp-old-" + name + "-" + std::to_string(::getpid())));
   fs::rename(tmp, dst, ec);
   GL_CHECK(!ec, "checkpoint: cannot rename ", tmp.string(), " to ", dst.string(), ": ", ec.message());
   fsync_path(root.string());
 
   if (keep_last > 0) {
     const std::vector<std::string> all = list_checkpoints(run_dir);
-    for (size_t i = 0; i + size_t(keep_last) < all.size(); ++i) fs::remove_all(all[i]);
+    for (size_t i = 0; i + size_t(keep_last) < all.size(); ++i)
+      retire(all[i], root / (".tmp-del-" + fs::path(all[i]).filename().string() + "-" + std::to_string(::getpid())));
   }
   return dst.string();
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& run_dir, const LanguageModel& model,
+                            const NamedTensors& optimizer_state, const TrainerState& state,
+                            const std::string& recipe_yaml, int64_t keep_last,
+                            const std::string& tokenizer_json,
+                            const std::function<void(const char*, const std::string&)>& fault) {
+  const fs::path root = fs::path(run_dir) / "checkpoints";
+  try {
+    return write_checkpoint(root, run_dir, model, optimizer_state, state, recipe_yaml, keep_last,
+                            tokenizer_json, fault);
+  } catch (const std::exception& e) {
+    // Never leave a half-written directory behind when we can help it; a
+    // crash (no unwinding) leaves it to the next save, which removes it.
+    std::error_code ec;
+    const fs::path tmp = root / (".tmp-" + checkpoint_dir_name(state.step) + "-" + std::to_string(::getpid()));
+    fs::remove_all(tmp, ec);
+    std::string what = e.what();
+    while (!what.empty() && what.back() == '\n') what.pop_back();
+    for (char& c : what)
+      if (c == '\n') c = ' ';  // one line
+    GL_CHECK(false, "checkpoint: cannot save step ", state.step, " under ", root.string(), ": ", what,
+             "; the previous checkpoint is intact: ", latest_checkpoint(run_dir).value_or("(none yet)"));
+  }
+  return {};
 }
 
 CheckpointContents load_checkpoint(const std::string& dir) {
@@ -150,6 +200,12 @@ CheckpointContents load_checkpoint(const std::string& dir) {
   c.state.seed = json_int(j, "seed", sfile);
   c.state.skipped_steps = json_int(j, "skipped_steps", sfile);
   c.state.elapsed_s = j.at("elapsed_s", sfile).as_double(sfile + ": elapsed_s");
+  if (j.contains("lr_scale")) c.state.lr_scale = j.at("lr_scale", sfile).as_double(sfile + ": lr_scale");
+  if (j.contains("rollbacks")) c.state.rollbacks = json_int(j, "rollbacks", sfile);
+  if (j.contains("recent_losses"))
+    for (const Json& x : j.at("recent_losses").as_array(sfile + ": recent_losses"))
+      c.state.recent_losses.push_back(x.as_double(sfile + ": recent_losses"));
+  GL_CHECK(c.state.lr_scale > 0 && c.state.rollbacks >= 0, sfile, ": lr_scale or rollbacks out of range");
   GL_CHECK(c.state.step >= 0 && c.state.global_batch > 0 && c.state.world_size > 0, sfile,
            ": step, global_batch or world_size out of range");
 

@@ -20,12 +20,25 @@
 // directory is atomic), then the parent directory is fsynced. A crash
 // while saving leaves at most a .tmp-* directory, which the next save
 // removes; the previous checkpoints are untouched. Older checkpoints beyond
-// keep_last are deleted only after the new one is in place.
+// keep_last are deleted only after the new one is in place, and (like an
+// older copy of the same step) are first renamed to a .tmp-* name, so a
+// kill during the recursive delete never leaves a half-deleted step-*.
+//
+// A save that fails (disk full, read-only directory, ...) removes its
+// temporary directory (best effort) and throws ONE line naming the
+// checkpoint being written, the system's reason and the newest complete
+// checkpoint, which is untouched. Fault injection (trainer/trainer.h,
+// GRIDLOCK_FAULT) reaches the save through `fault`: it is called with a
+// stage ("begin": before anything is created, "midway": model files written,
+// optimizer state not yet) and the path about to be written, and may throw
+// (an injected ENOSPC / EROFS) or kill the process.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "models/model.h"
 #include "optim/optimizer.h"
@@ -38,8 +51,17 @@ struct TrainerState {
   int64_t global_batch = 0;  // sequences per step (all ranks)
   int64_t world_size = 1;
   int64_t seed = 0;
-  int64_t skipped_steps = 0;  // steps skipped for a non-finite loss/gradient
+  int64_t skipped_steps = 0;  // steps skipped for a non-finite loss/gradient or a loss spike
   double elapsed_s = 0;       // training wall time so far
+  // train.on_nonfinite / on_spike = rollback: the learning rate is the
+  // schedule's times lr_scale (train.rollback_lr_factor per rollback), and
+  // the rollbacks made so far. Both optional in the file (default 1, 0).
+  double lr_scale = 1;
+  int64_t rollbacks = 0;
+  // The loss-spike detector's window: the last train.spike_window accepted
+  // losses, oldest first (saved so that a resumed run detects exactly what
+  // the uninterrupted one would). Optional in the file (default empty).
+  std::vector<double> recent_losses;
 };
 
 std::string checkpoint_dir_name(int64_t step);  // "step-00000500"
@@ -51,7 +73,8 @@ std::string checkpoint_dir_name(int64_t step);  // "step-00000500"
 std::string save_checkpoint(const std::string& run_dir, const LanguageModel& model,
                             const NamedTensors& optimizer_state, const TrainerState& state,
                             const std::string& recipe_yaml, int64_t keep_last,
-                            const std::string& tokenizer_json = "");
+                            const std::string& tokenizer_json = "",
+                            const std::function<void(const char* stage, const std::string& path)>& fault = {});
 
 // Newest complete checkpoint directory of a run (by step), if any.
 std::optional<std::string> latest_checkpoint(const std::string& run_dir);

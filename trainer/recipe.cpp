@@ -121,8 +121,20 @@ std::vector<RecipeKey> build_schema() {
              kInf),
       key("train.resume", T::BOOL, "false", "continue from the newest checkpoint in the run directory"),
       key("train.init_from", T::STRING, "", "Hugging Face model directory to start from (empty: random init)"),
-      choice("train.on_nonfinite", {"stop", "skip"},
-             "a non-finite loss or gradient: stop naming the step, or skip that step"),
+      choice("train.on_nonfinite", {"stop", "skip", "rollback"},
+             "a non-finite loss or gradient: stop naming the step, skip that step, or roll back to the last "
+             "checkpoint and lower the learning rate (event in metrics.jsonl and the report)"),
+      ranged(key("train.spike_factor", T::FLOAT, "0",
+                 "loss-spike detector: a loss above this x the mean of the last spike_window accepted "
+                 "losses is a spike (0: off)"),
+             0, kInf),
+      ranged(key("train.spike_window", T::INT, "20", "steps in the spike detector's running mean"), 1, kInf),
+      choice("train.on_spike", {"skip", "stop", "rollback"}, "a loss spike: as train.on_nonfinite"),
+      ranged(key("train.rollback_lr_factor", T::FLOAT, "0.5",
+                 "rollback: the learning rate (schedule x this, per rollback) from then on"),
+             0, 1, true, false),
+      ranged(key("train.max_rollbacks", T::INT, "3", "rollback: more rollbacks than this in a run stop it"), 0,
+             kInf),
 
       choice("averaging.kind", {"none", "ema", "running"}, "weight averaging evaluated next to the raw weights"),
       ranged(key("averaging.decay", T::FLOAT, "0.999", "EMA decay"), 0, 1, false, true),

@@ -418,6 +418,8 @@ std::string render_report_html(const std::string& title, const ReportSummary& su
       "table.summary td{padding:2px 0;font-variant-numeric:tabular-nums}\n"
       "figure{margin:18px 0}\nsvg{max-width:100%;height:auto}\nsvg text{font-family:inherit}\n"
       "footer{color:#777;font-size:12px;margin-top:24px}\n"
+      "table.events{border-collapse:collapse;margin:8px 0 20px;font-size:14px}\n"
+      "table.events th,table.events td{text-align:left;padding:2px 12px 2px 0;vertical-align:top}\n"
       "</style>\n</head>\n<body>\n<h1>" +
       html_escape(title) + "</h1>\n";
   if (!summary.empty()) {
@@ -426,6 +428,27 @@ std::string render_report_html(const std::string& title, const ReportSummary& su
       s += "<tr><th>" + html_escape(key) + "</th><td>" + html_escape(value) + "</td></tr>\n";
     s += "</table>\n";
   }
+  // Events (kind "event": bad steps and what the trainer did about them,
+  // trainer/trainer.h): a table, in file order, before the plots.
+  std::string events;
+  size_t n_events = 0;
+  auto text_of = [](const Json& r, const char* key) {
+    const Json* v = r.find(key);
+    if (!v) return std::string();
+    if (v->is_string()) return v->as_string();
+    if (v->is_number()) return printf_double("%.*g", 6, v->as_double());
+    return v->dump();
+  };
+  for (const Json& r : records) {
+    if (r.at("kind").as_string() != "event") continue;
+    ++n_events;
+    events += "<tr><td>" + std::to_string(r.at("step").as_int()) + "</td><td>" + html_escape(text_of(r, "event")) +
+              "</td><td>" + html_escape(text_of(r, "action")) + "</td><td>" + html_escape(text_of(r, "detail")) +
+              "</td></tr>\n";
+  }
+  if (n_events > 0)
+    s += "<h2>Events</h2>\n<table class=\"events\">\n<tr><th>step</th><th>event</th><th>action</th>"
+         "<th>detail</th></tr>\n" + events + "</table>\n";
   for (const ReportFigure& fig : figures)
     s += "<figure>\n" + render_figure_svg(fig, records) + "</figure>\n";
   s += "<footer>gridlock run report: " + std::to_string(records.size()) +

@@ -56,8 +56,10 @@ using ReportSummary = std::vector<std::pair<std::string, std::string>>;
 // entropy", h}).
 std::vector<ReportFigure> default_report_figures();
 
-// The whole HTML document: title, summary table (rows as given), one <svg>
-// per figure, in order.
+// The whole HTML document: title, summary table (rows as given), an
+// "Events" table when the records hold kind "event" (step, event, action,
+// detail: bad steps and how the trainer handled them), one <svg> per figure,
+// in order.
 std::string render_report_html(const std::string& title, const ReportSummary& summary,
                                const std::vector<Json>& records,
                                const std::vector<ReportFigure>& figures);

@@ -5,8 +5,19 @@
 #include "cuda/runtime.h"
 #endif
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <csignal>
+#include <cstdlib>
+#include <deque>
+#include <set>
+#include <system_error>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +27,7 @@
 #include <omp.h>
 #endif
 
+#include "autograd/ops/elementwise.h"
 #include "core/error.h"
 #include "data/corpus.h"
 #include "data/token_shard.h"
@@ -31,6 +43,7 @@
 #include "quant/quantizer.h"
 #include "trainer/checkpoint.h"
 #include "trainer/data_loader.h"
+#include "trainer/faults.h"
 #include "trainer/metrics.h"
 #include "trainer/report.h"
 
@@ -128,6 +141,7 @@ void preflight(const Recipe& r) {
 
 struct Data {
   std::unique_ptr<DataSource> src;
+  std::string train_file;  // the first training data file (GRIDLOCK_FAULT=truncate_data)
   double unigram_entropy = 0;
   std::string tokenizer;  // tokenizer.json of the corpus (copied into the run dir)
 };
@@ -149,16 +163,20 @@ Data build_data(const Recipe& r, Communicator& comm, int64_t vocab) {
     comm.barrier();
     if (comm.rank() != 0) c = prepare_debian_corpus(spec);
     d.src = make_shard_source({c.train_path}, {c.val_path}, T, seed);
+    d.train_file = c.train_path;
     d.unigram_entropy = c.unigram_entropy_nats;
     d.tokenizer = c.tokenizer_path;
   } else if (kind == "shards") {
     GL_CHECK(!val.empty(), "data.val_paths: required when data.kind is shards (held-out shards for validation)");
     d.src = make_shard_source(paths, val, T, seed);
+    d.train_file = paths[0];
     d.unigram_entropy = unigram_entropy_nats(TokenShard::open(paths[0]));
   } else {
     d.src = make_megatron_source(paths[0], val.empty() ? paths[0] : val[0], T,
                                  uint64_t(r.get_int("data.fork_step")), uint64_t(r.get_int("data.fork_offset")),
                                  uint64_t(r.get_int("data.val_start")));
+    const std::string& p = paths[0];
+    d.train_file = (p.size() > 4 && p.substr(p.size() - 4) == ".idx" ? p.substr(0, p.size() - 4) : p) + ".bin";
   }
   GL_CHECK(d.src->vocab_size() <= uint64_t(vocab), "data: ", d.src->describe(), " has vocabulary ",
            d.src->vocab_size(), ", larger than the model's ", vocab, " (model.vocab_size)");
@@ -233,6 +251,8 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
 #endif
   const int rank = comm.rank(), W = comm.size();
   const bool lead = rank == 0;
+  const FaultPlan faults = FaultPlan::from_env();
+  const StopSignalScope signal_scope;
   const bool talk = lead && !hooks.quiet;
   preflight(r);
   const std::string yaml = r.to_yaml();
@@ -338,7 +358,10 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
   st.world_size = W;
   st.seed = r.get_int("run.seed");
   const std::string metrics_path = (fs::path(res.run_dir) / "metrics.jsonl").string();
-  if (!resume_dir.empty()) {
+  // The optimizer state, weight average and QAT scales of checkpoint `dir`
+  // (on resume the model itself came from it through build_model; a
+  // rollback copies the weights in itself); returns its trainer state.
+  auto restore_state = [&](const std::string& resume_dir) {
     CheckpointContents c = load_checkpoint(resume_dir);
     GL_CHECK(c.state.global_batch == st.global_batch, resume_dir, ": saved with a global batch of ",
              c.state.global_batch, " sequences, this run has ", st.global_batch,
@@ -362,7 +385,10 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
                ": QAT scale ", p.name, " missing or of another shape");
       Var(p.var).mutable_value().copy_(it->second);
     }
-    st = c.state;
+    return c.state;
+  };
+  if (!resume_dir.empty()) {
+    st = restore_state(resume_dir);
     st.world_size = W;
     if (lead) MetricsLog::truncate_after(metrics_path, st.step);
     if (talk) std::printf("resuming %s at step %lld\n", resume_dir.c_str(), (long long)st.step);
@@ -400,6 +426,18 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
     check_probe_options(*model, probe_opts);  // a bad pattern or shape stops the run before step 1
   }
   const std::string on_nonfinite = r.get_string("train.on_nonfinite");
+  const std::string on_spike = r.get_string("train.on_spike");
+  const double spike_factor = r.get_float("train.spike_factor");
+  const size_t spike_window = size_t(r.get_int("train.spike_window"));
+  const double rollback_lr_factor = r.get_float("train.rollback_lr_factor");
+  const int64_t max_rollbacks = r.get_int("train.max_rollbacks");
+  const bool may_roll_back = on_nonfinite == "rollback" || (spike_factor > 0 && on_spike == "rollback");
+  // Step faults (GRIDLOCK_FAULT) fire once per process: a rolled-back step
+  // then re-runs clean, as a transient fault would.
+  std::set<std::string> fired;
+  auto fault_now = [&](const char* name, int64_t at, int64_t step) {
+    return at == step && fired.insert(name).second;
+  };
   const double clip = r.get_float("optim.clip_grad_norm");
   const int64_t log_every = r.get_int("train.log_every"), eval_every = r.get_int("train.eval_every");
   const int64_t save_every = r.get_int("train.save_every"), eval_batches = r.get_int("train.eval_batches");
@@ -408,7 +446,13 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
   auto forward_backward = [&](int64_t s) {
     double loss_sum = 0;
     for (int64_t m = 0; m < accum; ++m) {
-      const Batch b = train_batch(*data.src, s, m, accum, rank, W, B, cfg.vocab_size);
+      Batch b;
+      try {
+        b = train_batch(*data.src, s, m, accum, rank, W, B, cfg.vocab_size);
+      } catch (const Error& e) {
+        // A data file gone bad mid-run (truncated, rewritten): say when.
+        throw Error("step " + std::to_string(s + 1) + ": reading the training batch: " + e.what());
+      }
       Var loss;
       if (!teacher) {
         loss = model->loss(b.ids, b.targets);
@@ -426,9 +470,16 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
       loss.backward();
       loss_sum += loss.value().item();
       if (hooks.after_backward) hooks.after_backward(s, params);
+      if (fault_now("nan_grad", faults.nan_grad, s + 1)) {
+        Tensor g = params[0].var.grad();
+        Tensor h = g.to(Device::cpu()).to(DType::F64).contiguous();
+        h.data<double>()[0] = std::numeric_limits<double>::quiet_NaN();
+        g.copy_(h);
+      }
     }
     if (accum > 1) scale_grads(params, 1.0 / double(accum));
     double l[1] = {loss_sum / double(accum)};
+    if (fault_now("inf_loss", faults.inf_loss, s + 1)) l[0] = std::numeric_limits<double>::infinity();
     if (W > 1) {
       allreduce_mean_grads(comm, params);
       comm.allreduce_sum(l, 1);
@@ -511,70 +562,252 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
     }
   };
 
+  int64_t saves = 0, saved_step = -1;
+  // GRIDLOCK_FAULT's save faults, called by save_checkpoint at its stages.
+  auto save_fault = [&](const char* stage, const std::string& path) {
+    const std::string st_name = stage;
+    if (st_name == "begin" && saves == faults.readonly_save)
+      throw std::system_error(EROFS, std::generic_category(),
+                              "cannot create " + path + " (injected by GRIDLOCK_FAULT=readonly_save)");
+    if (st_name == "midway" && saves == faults.disk_full_save)
+      throw std::system_error(ENOSPC, std::generic_category(),
+                              "cannot write " + path + " (injected by GRIDLOCK_FAULT=disk_full_save)");
+    if (st_name == "midway" && saves == faults.kill_during_save) kill_self();
+  };
   auto save = [&]() {
+    ++saves;
+    saved_step = st.step;
     if (lead) {
       NamedTensors state = o.opt->state();
       for (const NamedParam& p : qat_params) state.emplace_back("qat." + p.name, p.var.value());
       if (avg)
         for (auto& [k, t] : avg->state("avg.")) state.emplace_back(k, t);
       const std::string dir = save_checkpoint(res.run_dir, *model, state, st, yaml, r.get_int("train.keep_last"),
-                                                data.tokenizer);
+                                                data.tokenizer, save_fault);
       if (talk) std::printf("saved %s\n", dir.c_str());
     }
     comm.barrier();
   };
 
+  auto write_run_report = [&]() {
+    if (!lead) return;
+    int64_t n = 0;
+    for (const NamedParam& p : params) n += p.var.numel();
+    std::vector<std::pair<std::string, std::string>> summary = {
+        {"recipe", r.file()},
+        {"model", std::to_string(n) + " parameters, " + std::to_string(cfg.num_layers) + " layers, d " +
+                      std::to_string(cfg.hidden_size) + ", vocab " + std::to_string(cfg.vocab_size)},
+        {"data", data.src->describe()},
+        {"steps", std::to_string(st.step) + " x " + std::to_string(st.global_batch) + " sequences x " +
+                      std::to_string(T) + " tokens (" + std::to_string(W) + " process" + (W > 1 ? "es)" : ")")},
+        {"skipped steps", std::to_string(st.skipped_steps)},
+    };
+    if (st.rollbacks > 0)
+      summary.push_back({"rollbacks", std::to_string(st.rollbacks) + " (learning rate now x " +
+                                          std::to_string(st.lr_scale) + ")"});
+    std::vector<ReportFigure> figs = default_report_figures();
+    if (probe_every >= 0) {
+      ReportFigure gap;
+      gap.title = "Quantization gap (PPL_q - PPL_fp) / PPL_fp";
+      gap.y_label = "gap (%)";
+      for (const QuantSpec& f : probe_opts.formats) gap.series.push_back({f.name, "quant", "gap_pct_" + f.name});
+      gap.hlines.push_back({"no gap", 0.0});
+      figs.push_back(gap);
+    }
+    if (data.unigram_entropy > 0) {
+      summary.push_back({"unigram entropy of the training data", std::to_string(data.unigram_entropy) + " nats/token"});
+      for (ReportFigure& f : figs)
+        if (f.title.find("oss") != std::string::npos) f.hlines.push_back({"unigram entropy", data.unigram_entropy});
+    }
+    write_report(res.run_dir, "gridlock run " + fs::path(res.run_dir).filename().string(), summary, figs);
+  };
+
+  // Rollback: the newest checkpoint's weights, optimizer state and step; the
+  // counters of what happened since (skips, rollbacks, the LR scale) carry on.
+  const Device device = device_from_name(r.get_string("run.device"));
+  auto roll_back = [&]() {
+    const std::optional<std::string> dir = latest_checkpoint(res.run_dir);
+    GL_CHECK(dir.has_value(), "rollback: no checkpoint in ", res.run_dir, "/checkpoints");
+    const TrainerState keep = st;
+    const std::unique_ptr<LanguageModel> saved = load_hf_model(*dir, recipe_dtype(r), device);
+    const std::vector<NamedParam> sp = saved->parameters();
+    GL_CHECK(sp.size() == params.size(), "rollback: ", *dir, " holds ", sp.size(), " parameters, the model ",
+             params.size());
+    for (size_t i = 0; i < sp.size(); ++i) {
+      GL_CHECK(sp[i].name == params[i].name && sp[i].var.shape() == params[i].var.shape(), "rollback: ", *dir,
+               ": parameter ", sp[i].name, " does not match the model's ", params[i].name);
+      Var(params[i].var).mutable_value().copy_(sp[i].var.value());
+    }
+    if (avg) avg = std::make_unique<WeightAverager>(r.averaging_spec());  // the checkpoint's average, or none yet
+    st = restore_state(*dir);
+    st.world_size = W;
+    st.skipped_steps = keep.skipped_steps;
+    st.elapsed_s = keep.elapsed_s;
+    st.rollbacks = keep.rollbacks + 1;
+    st.lr_scale = keep.lr_scale * rollback_lr_factor;
+    if (lead) {
+      metrics->close();
+      MetricsLog::truncate_after(metrics_path, st.step);
+      metrics->open(metrics_path);
+    }
+    return *dir;
+  };
+
   res.last_val_loss = std::numeric_limits<double>::quiet_NaN();
+  if (may_roll_back && st.step == 0 && !latest_checkpoint(res.run_dir)) save();  // something to roll back to
   const int64_t start_step = st.step;
   Clock::time_point t_log = Clock::now();
   double train_s = 0;  // wall time of steps since start (eval and saves excluded)
   int64_t tokens_at_log = st.tokens;
   for (int64_t s = st.step; s < steps; ++s) {
     const Clock::time_point t0 = Clock::now();
-    const double lr = sched->lr(s);
+    const double lr = sched->lr(s) * st.lr_scale;
     if (qat) qat->update_for_step(s);
     o.opt->zero_grad();
+    LanguageModel::ActivationTransform prev_act;
+    const bool poison_act = fault_now("nan_activation", faults.nan_activation, s + 1);
+    const bool spike_act = fault_now("loss_spike", faults.loss_spike, s + 1);
+    if (poison_act || spike_act) prev_act = model->activation_transform();
+    if (spike_act) {
+      // Logits x 30: confidently wrong predictions, a large finite loss.
+      model->set_activation_transform([prev_act](const std::string& name, const Var& x) {
+        const Var y = prev_act ? prev_act(name, x) : x;
+        const bool head = name == "embed_out.weight" || name == "lm_head.weight";
+        return head ? scale(y, 30.0) : y;
+      });
+    }
+    if (poison_act) {
+      // One element of the first linear layer's input becomes NaN, as an
+      // overflowing activation would.
+      auto done = std::make_shared<bool>(false);
+      model->set_activation_transform([prev_act, done](const std::string& name, const Var& x) {
+        const Var y = prev_act ? prev_act(name, x) : x;
+        if (*done) return y;
+        *done = true;
+        Tensor t = Tensor::zeros(y.value().shape(), DType::F64);
+        t.data<double>()[0] = std::numeric_limits<double>::quiet_NaN();
+        return add(y, Var(t.to(y.value().dtype()).to(y.value().device())));
+      });
+    }
     double loss = forward_backward(s);
+    if (poison_act || spike_act) model->set_activation_transform(prev_act);
     double gnorm = std::numeric_limits<double>::quiet_NaN();
-    if (std::isfinite(loss) && o.sam) {
+    bool usable = std::isfinite(loss);
+    if (usable && o.sam) {
+      // A non-finite gradient at w cannot define SAM's ascent: it is this
+      // step's bad gradient norm, handled below like any other.
+      const double g0 = grad_norm(params);
+      if (!std::isfinite(g0)) {
+        gnorm = g0;
+        usable = false;
+      }
+    }
+    if (usable && o.sam) {
       o.sam->ascend(r.get_float("optim.rho"));
       o.opt->zero_grad();
       forward_backward(s);  // the gradient at w + e; the logged loss stays L(w)
     }
-    if (std::isfinite(loss)) gnorm = clip > 0 ? clip_grad_norm(params, clip) : grad_norm(params);
+    if (usable) gnorm = clip > 0 ? clip_grad_norm(params, clip) : grad_norm(params);
     const bool finite = std::isfinite(loss) && std::isfinite(gnorm);
+    // A bad step: non-finite, or a spike over the running mean of accepted losses.
+    std::string event, detail, action;
+    std::vector<double>& recent = st.recent_losses;  // the spike detector's window (checkpointed)
+    while (recent.size() > spike_window) recent.erase(recent.begin());  // a resume with a smaller window
+    double mean = 0;
+    for (double x : recent) mean += x;
+    mean /= double(std::max<size_t>(recent.size(), 1));
     if (!finite) {
-      const std::string what = !std::isfinite(loss) ? "loss " + std::to_string(loss)
-                                                     : "gradient norm " + std::to_string(gnorm);
+      event = !std::isfinite(loss) ? "nonfinite_loss" : "nonfinite_grad";
+      detail = !std::isfinite(loss) ? "loss " + std::to_string(loss) : "gradient norm " + std::to_string(gnorm);
+      action = on_nonfinite;
+    } else if (spike_factor > 0 && recent.size() == spike_window && loss > spike_factor * mean) {
+      event = "loss_spike";
+      detail = "loss " + std::to_string(loss) + " > " + std::to_string(spike_factor) + " x " +
+               std::to_string(mean) + " (mean of the last " + std::to_string(spike_window) + " steps)";
+      action = on_spike;
+    }
+    const bool applied = event.empty();
+    if (!applied) {
+      const char* key = event == "loss_spike" ? "train.on_spike" : "train.on_nonfinite";
       if (o.sam && o.sam->ascended()) {
         // Put w back without an update: dropping the grads first makes the
         // base optimizer skip every param (its state does not move either).
         o.opt->zero_grad();
         o.sam->descend_and_step(0.0);
       }
-      GL_CHECK(on_nonfinite != "stop", "step ", s + 1, ": non-finite ", what,
-               "; stopping (train.on_nonfinite=stop; =skip drops such steps). Last checkpoint: ",
-               latest_checkpoint(res.run_dir).value_or("none"));
       o.opt->zero_grad();
+      ++res.events;
+      if (action == "rollback" && st.rollbacks >= max_rollbacks) action = "stop";
+      if (lead && action != "rollback") {  // a rollback logs after cutting the metrics back
+        Json rec = Json::object();
+        rec.set("kind", "event");
+        rec.set("step", s + 1);
+        rec.set("event", event);
+        rec.set("action", action);
+        rec.set("detail", detail);
+        rec.set("value", event == "nonfinite_grad" ? gnorm : loss);
+        metrics->append(rec);
+      }
+      if (action == "stop") {
+        st.step = s;  // the report describes the steps completed
+        write_run_report();
+        const std::string configured = event == "loss_spike" ? on_spike : on_nonfinite;
+        const std::string why = configured == "rollback"
+                                    ? std::string(key) + "=rollback, but train.max_rollbacks = " +
+                                          std::to_string(max_rollbacks) + " are used up"
+                                    : std::string(key) + "=stop";
+        GL_CHECK(false, "step ", s + 1, ": ", event == "loss_spike" ? "loss spike: " : "non-finite ", detail,
+                 "; stopping (", why, "; skip drops such steps, rollback returns to the last checkpoint). ",
+                 "Last checkpoint: ",
+                 latest_checkpoint(res.run_dir).value_or("none"));
+      }
+      if (action == "rollback") {
+        const int64_t at = s + 1;
+        const std::string dir = roll_back();  // the window too, as of the checkpoint
+        if (talk)
+          std::printf("step %lld: %s (%s), rolled back to %s; learning rate now x %g (%s=rollback)\n",
+                      (long long)at, event.c_str(), detail.c_str(), dir.c_str(), st.lr_scale, key);
+        if (lead) {
+          // The event survives the cut of the metrics to the checkpoint.
+          Json rec = Json::object();
+          rec.set("kind", "event");
+          rec.set("step", at);
+          rec.set("event", event);
+          rec.set("action", "rollback");
+          rec.set("detail", detail + "; resumed from " + fs::path(dir).filename().string() + ", lr x " +
+                                std::to_string(st.lr_scale));
+          rec.set("value", event == "nonfinite_grad" ? gnorm : loss);
+          metrics->append(rec);
+        }
+        t_log = Clock::now();
+        tokens_at_log = st.tokens;
+        s = st.step - 1;  // the loop's ++s makes it the checkpoint's step
+        continue;
+      }
       ++st.skipped_steps;
-      if (talk) std::printf("step %lld: non-finite %s, step skipped (train.on_nonfinite=skip)\n",
-                            (long long)(s + 1), what.c_str());
+      if (talk)
+        std::printf("step %lld: %s (%s), step skipped (%s=skip)\n", (long long)(s + 1), event.c_str(),
+                    detail.c_str(), key);
     } else if (o.sam) {
       o.sam->descend_and_step(lr);
     } else {
       o.opt->step(lr);
     }
-    if (finite && avg) avg->update(params, s + 1);
+    if (applied && spike_factor > 0) {
+      recent.push_back(loss);
+      if (recent.size() > spike_window) recent.erase(recent.begin());
+    }
+    if (applied && avg) avg->update(params, s + 1);
     st.step = s + 1;
     st.tokens += st.global_batch * T;
     res.last_train_loss = loss;
     train_s += seconds_since(t0);
     st.elapsed_s += seconds_since(t0);
 
-    if (st.step % log_every == 0 || st.step == steps || !finite) {
+    if (st.step % log_every == 0 || st.step == steps || !applied) {
       const double dt = seconds_since(t_log);
       const double tps = double(st.tokens - tokens_at_log) / std::max(dt, 1e-9);
-      const double eta = train_s / double(st.step - start_step) * double(steps - st.step);
+      const double eta = train_s / double(std::max<int64_t>(st.step - start_step, 1)) * double(steps - st.step);
       if (lead) {
         Json rec = Json::object();
         rec.set("kind", "train");
@@ -585,7 +818,7 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
         rec.set("tokens", st.tokens);
         rec.set("tokens_per_s", tps);
         rec.set("elapsed_s", st.elapsed_s);
-        if (!finite) rec.set("skipped", true);
+        if (!applied) rec.set("skipped", true);
         metrics->append(rec);
       }
       if (talk) {
@@ -606,10 +839,41 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
     const bool last = st.step == steps;
     if (!last && eval_every > 0 && st.step % eval_every == 0) run_eval(st.step);
     if (!last && save_every > 0 && st.step % save_every == 0) save();
+    if (fault_now("truncate_data", faults.truncate_data, st.step) && lead) {
+      // Another process shrinking the file under us: header + a few tokens stay.
+      struct stat sb {};
+      GL_CHECK(::stat(data.train_file.c_str(), &sb) == 0, "GRIDLOCK_FAULT=truncate_data: cannot stat ",
+               data.train_file);
+      GL_CHECK(::truncate(data.train_file.c_str(), std::min<off_t>(sb.st_size, 96)) == 0,
+               "GRIDLOCK_FAULT=truncate_data: cannot truncate ", data.train_file);
+    }
+    if (fault_now("kill_at_step", faults.kill_at_step, st.step)) kill_self();
+    if (fault_now("sigterm_at_step", faults.sigterm_at_step, st.step)) std::raise(SIGTERM);
     if (hooks.after_step && !hooks.after_step(st.step)) {
       res.steps = st.step;
       res.interrupted = true;
       res.skipped_steps = st.skipped_steps;
+      res.rollbacks = st.rollbacks;
+      return res;
+    }
+    // A stop signal: every rank follows rank 0's view, so all stop after
+    // the same step.
+    int sig = pending_stop_signal();
+    if (W > 1) comm.broadcast(&sig, sizeof sig, 0);
+    if (sig && !last) {
+      if (saved_step != st.step) save();
+      if (talk) {
+        std::printf("gridlock train: %s received: stopped after step %lld, checkpoint %s saved; continue with "
+                    "the same command plus --resume (or train.resume=true)\n",
+                    signal_name(sig), (long long)st.step,
+                    latest_checkpoint(res.run_dir).value_or("(none)").c_str());
+        std::fflush(stdout);
+      }
+      res.steps = st.step;
+      res.interrupted = true;
+      res.stop_signal = sig;
+      res.skipped_steps = st.skipped_steps;
+      res.rollbacks = st.rollbacks;
       return res;
     }
   }
@@ -617,33 +881,9 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
   save();
   res.steps = st.step;
   res.skipped_steps = st.skipped_steps;
+  res.rollbacks = st.rollbacks;
   if (lead) {
-    int64_t n = 0;
-    for (const NamedParam& p : params) n += p.var.numel();
-    std::vector<std::pair<std::string, std::string>> summary = {
-        {"recipe", r.file()},
-        {"model", std::to_string(n) + " parameters, " + std::to_string(cfg.num_layers) + " layers, d " +
-                      std::to_string(cfg.hidden_size) + ", vocab " + std::to_string(cfg.vocab_size)},
-        {"data", data.src->describe()},
-        {"steps", std::to_string(st.step) + " x " + std::to_string(st.global_batch) + " sequences x " +
-                      std::to_string(T) + " tokens (" + std::to_string(W) + " process" + (W > 1 ? "es)" : ")")},
-        {"skipped steps", std::to_string(st.skipped_steps)},
-    };
-    std::vector<ReportFigure> figs = default_report_figures();
-    if (probe_every >= 0) {
-      ReportFigure gap;
-      gap.title = "Quantization gap (PPL_q - PPL_fp) / PPL_fp";
-      gap.y_label = "gap (%)";
-      for (const QuantSpec& f : probe_opts.formats) gap.series.push_back({f.name, "quant", "gap_pct_" + f.name});
-      gap.hlines.push_back({"no gap", 0.0});
-      figs.push_back(gap);
-    }
-    if (data.unigram_entropy > 0) {
-      summary.push_back({"unigram entropy of the training data", std::to_string(data.unigram_entropy) + " nats/token"});
-      for (ReportFigure& f : figs)
-        if (f.title.find("oss") != std::string::npos) f.hlines.push_back({"unigram entropy", data.unigram_entropy});
-    }
-    write_report(res.run_dir, "gridlock run " + fs::path(res.run_dir).filename().string(), summary, figs);
+    write_run_report();
     if (talk) {
       std::printf("done: %lld steps, final val loss %.4f (ppl %.2f)%s; report %s/report.html\n",
                   (long long)st.step, res.last_val_loss, std::exp(res.last_val_loss),
