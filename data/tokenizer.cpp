@@ -54,7 +54,8 @@ std::string read_file(const std::string& path) {
 // could change the tokenization.
 void check_keys(const Json& obj, const std::string& source, const std::string& where,
                 std::initializer_list<const char*> known) {
-  for (const auto& [key, value] : obj.items(source + ": " + where)) {
+  for (const auto& item : obj.items(source + ": " + where)) {
+    const std::string& key = item.first;  // a named variable: C++17 lambdas cannot capture bindings
     const bool ok = std::any_of(known.begin(), known.end(), [&](const char* k) { return key == k; });
     GL_CHECK(ok, source, ": unsupported field '", where, ".", key, "'");
   }

@@ -2,7 +2,7 @@
 # Set-up shared by ./train and ./test: make sure the Debian packages are
 # there, configure the build tree once, then build incrementally.
 #
-#   scripts/setup.sh [--build-dir DIR] [--target TARGET] [--with-python] [-DVAR=VALUE ...]
+#   scripts/setup.sh [--build-dir DIR] [--target TARGET] [--with-python] [--with-fuzz] [-DVAR=VALUE ...]
 #
 # DIR defaults to build/ at the repository root; -D options are passed to the
 # first cmake configure only (an existing tree keeps its cache: delete DIR to
@@ -21,12 +21,14 @@ root_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build_dir="$root_dir/build"
 target=""
 with_python=0
+with_fuzz=0
 cmake_defs=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build-dir) build_dir="$2"; shift 2 ;;
     --target) target="$2"; shift 2 ;;
     --with-python) with_python=1; shift ;;
+    --with-fuzz) with_fuzz=1; shift ;;
     -D*) cmake_defs+=("$1"); shift ;;
     *) echo "setup.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
@@ -43,6 +45,11 @@ optional=(ccache)
 # venv/pip for the pinned Hugging Face packages (scripts/python_env.sh).
 if [[ $with_python -eq 1 ]]; then
   required+=(python3-torch python3-numpy python3-venv python3-pip)
+fi
+# The libFuzzer stage of ./test (fuzz/): clang with its fuzzer and sanitizer
+# runtimes, and clang's OpenMP.
+if [[ $with_fuzz -eq 1 ]]; then
+  required+=(clang libclang-rt-14-dev libomp-14-dev)
 fi
 
 installed() {
