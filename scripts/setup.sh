@@ -2,7 +2,7 @@
 # Set-up shared by ./train and ./test: make sure the Debian packages are
 # there, configure the build tree once, then build incrementally.
 #
-#   scripts/setup.sh [--build-dir DIR] [--target TARGET] [--with-python] [--with-fuzz] [-DVAR=VALUE ...]
+#   scripts/setup.sh [--build-dir DIR] [--target TARGET]... [--with-python] [--with-fuzz] [-DVAR=VALUE ...]
 #
 # DIR defaults to build/ at the repository root; -D options are passed to the
 # first cmake configure only (an existing tree keeps its cache: delete DIR to
@@ -19,14 +19,14 @@ set -euo pipefail
 
 root_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build_dir="$root_dir/build"
-target=""
+targets=()
 with_python=0
 with_fuzz=0
 cmake_defs=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build-dir) build_dir="$2"; shift 2 ;;
-    --target) target="$2"; shift 2 ;;
+    --target) targets+=("$2"); shift 2 ;;  # repeatable
     --with-python) with_python=1; shift ;;
     --with-fuzz) with_fuzz=1; shift ;;
     -D*) cmake_defs+=("$1"); shift ;;
@@ -105,6 +105,6 @@ fi
 # --- 3. build (incremental) ----------------------------------------------------
 jobs="$(nproc 2>/dev/null || echo 2)"
 build_args=(--build "$build_dir" -j "$jobs")
-[[ -n "$target" ]] && build_args+=(--target "$target")
+[[ ${#targets[@]} -gt 0 ]] && build_args+=(--target "${targets[@]}")
 cmake "${build_args[@]}" >"$build_dir/build.log" 2>&1 ||
-  fail "$build_dir/build.log" "build of $build_dir${target:+ (target $target)}"
+  fail "$build_dir/build.log" "build of $build_dir${targets[*]:+ (targets ${targets[*]})}"

@@ -59,8 +59,10 @@ TEST_CASE("quantizer: ggml presets equal ggml_dequantize(ggml_quantize(x)) bit f
   const int64_t n_blocks = 9 * 8;
   const std::vector<float> x = adversarial_rows(n_blocks, 7);
   const Tensor w = row_tensor(x, {n_blocks / 4, 4 * 32});
-  for (auto [name, type] : {std::pair{"q4_0", GgmlType::Q4_0}, std::pair{"q4_1", GgmlType::Q4_1},
-                            std::pair{"q8_0", GgmlType::Q8_0}}) {
+  for (const auto& preset : {std::pair{"q4_0", GgmlType::Q4_0}, std::pair{"q4_1", GgmlType::Q4_1},
+                              std::pair{"q8_0", GgmlType::Q8_0}}) {
+    const char* name = preset.first;  // named: CAPTURE's lambda cannot capture a binding in C++17
+    const GgmlType type = preset.second;
     CAPTURE(name);
     const std::vector<float> got = values(fake_quantize_reference(w, quant_preset(name)));
     const std::vector<uint8_t> bytes = ggml_quantize(type, x.data(), int64_t(x.size()));
