@@ -35,4 +35,8 @@ DeviceGuard::~DeviceGuard() {}
 void synchronize(int) {}
 AllocatorStats allocator_stats(int) { return {}; }
 void empty_cache(int) {}
+void set_tf32(bool on) {
+  GL_CHECK(!on, "TF32: gridlock was built without CUDA (nvcc was not found at configure time)");
+}
+bool tf32_enabled() { return false; }
 }  // namespace gl::cuda
