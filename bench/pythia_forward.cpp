@@ -1,6 +1,7 @@
 // Forward-only throughput of Pythia-160m (random weights, f32, CPU) at
 // sequence length 512, and the machine's SGEMM ceiling measured in the same
-// process (Eigen on the block's own GEMM shapes), so the model's speed can
+// process on the block's own GEMM shapes (the faster of Eigen and our own
+// cpu/sgemm; the PyTorch script adds OpenBLAS's), so the model's speed can
 // be read as a fraction of what the matrix products alone could reach.
 // The PyTorch peer is bench/pythia_forward_torch.py; bench/pythia_forward.sh
 // runs both interleaved. Prints one JSON object per line.
@@ -13,6 +14,7 @@
 #include <string>
 
 #include "bench/bench_util.h"
+#include "cpu/sgemm.h"
 #include "models/model.h"
 
 using namespace gl;
@@ -21,13 +23,18 @@ namespace {
 
 using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-// GFLOP/s of C = A . B^T with A [M, K], B [N, K] (the Linear layout).
-double sgemm_gflops(int64_t M, int64_t K, int64_t N, int reps) {
+// GFLOP/s of C = A . B^T with A [M, K], B [N, K] (the Linear layout), best
+// of `reps`, through Eigen or (own) cpu::sgemm.
+double sgemm_gflops(int64_t M, int64_t K, int64_t N, int reps, bool own) {
   RowMajor A = RowMajor::Random(M, K), B = RowMajor::Random(N, K), C(M, N);
+  cpu::SgemmArgs g;
+  g.M = M, g.N = N, g.K = K, g.a = A.data(), g.a_row = K, g.a_col = 1;
+  g.b = B.data(), g.b_row = 1, g.b_col = K, g.c = C.data(), g.ldc = N;
   std::vector<double> t;
   for (int r = 0; r < reps + 1; ++r) {
     const double t0 = bench::now_seconds();
-    C.noalias() = A * B.transpose();
+    if (own) cpu::sgemm(g);
+    else C.noalias() = A * B.transpose();
     bench::keep(C(0, 0));
     if (r > 0) t.push_back(bench::now_seconds() - t0);
   }
@@ -78,15 +85,22 @@ int main(int argc, char** argv) try {
               "\"best_s\":%.5f,\"median_s\":%.5f,\"tokens_per_s\":%.1f,\"gflops\":%.1f}\n",
               preset.c_str(), (long long)seq, (long long)batch, s.best, s.median,
               tokens / s.best, flops / s.best / 1e9);
-  // The ceiling: the block's largest GEMM shapes at this token count.
+  // The ceiling: the block's largest GEMM shapes at this token count, for
+  // each library available in this process.
   const int64_t M = batch * seq;
-  const double g1 = sgemm_gflops(M, cfg.hidden_size, cfg.intermediate_size, 5);
-  const double g2 = sgemm_gflops(M, cfg.intermediate_size, cfg.hidden_size, 5);
-  const double g3 = sgemm_gflops(M, cfg.hidden_size, 3 * cfg.hidden_size, 5);
-  const double ceiling = std::max(g1, std::max(g2, g3));
-  std::printf("{\"bench\":\"eigen_sgemm_ceiling\",\"gflops_h_to_4h\":%.1f,\"gflops_4h_to_h\":%.1f,"
-              "\"gflops_qkv\":%.1f,\"ceiling_gflops\":%.1f,\"forward_fraction_of_ceiling\":%.3f}\n",
-              g1, g2, g3, ceiling, flops / s.best / 1e9 / ceiling);
+  const int64_t shapes[3][2] = {{cfg.hidden_size, cfg.intermediate_size},
+                                {cfg.intermediate_size, cfg.hidden_size},
+                                {cfg.hidden_size, 3 * cfg.hidden_size}};
+  for (bool own : {false, true}) {
+    if (own && !cpu::sgemm_available()) continue;
+    double g[3];
+    for (int i = 0; i < 3; ++i) g[i] = sgemm_gflops(M, shapes[i][0], shapes[i][1], 5, own);
+    const double ceiling = std::max(g[0], std::max(g[1], g[2]));
+    std::printf("{\"bench\":\"%s_sgemm_ceiling\",\"gflops_h_to_4h\":%.1f,\"gflops_4h_to_h\":%.1f,"
+                "\"gflops_qkv\":%.1f,\"ceiling_gflops\":%.1f,\"forward_fraction_of_ceiling\":%.3f}\n",
+                own ? "gridlock" : "eigen", g[0], g[1], g[2], ceiling,
+                flops / s.best / 1e9 / ceiling);
+  }
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "gridlock_bench_pythia_forward: %s\n", e.what());

@@ -1,8 +1,11 @@
 #include "cpu/matmul.h"
 
+#include "cpu/sgemm.h"
+
 #include <omp.h>
 
 #include <Eigen/Core>
+#include <type_traits>
 
 namespace gl::cpu {
 
@@ -33,6 +36,23 @@ static void matmul_one(T* out, const T* a, const T* b, const MatmulShape& s) {
   else C.noalias() += A.transpose() * B.transpose();
 }
 
+// f32 goes to our own GEMM where the CPU has AVX-512 (cpu/sgemm.h).
+template <class T>
+static void matmul_dispatch(T* out, const T* a, const T* b, const MatmulShape& s) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (sgemm_available()) {
+      SgemmArgs g;
+      g.M = s.M, g.N = s.N, g.K = s.K;
+      g.a = a, g.a_row = s.trans_a ? 1 : s.K, g.a_col = s.trans_a ? s.M : 1;
+      g.b = b, g.b_row = s.trans_b ? 1 : s.N, g.b_col = s.trans_b ? s.K : 1;
+      g.c = out, g.ldc = s.N, g.accumulate = s.accumulate;
+      sgemm(g);
+      return;
+    }
+  }
+  matmul_one(out, a, b, s);
+}
+
 template <class T>
 void matmul_forward(T* out, const T* a, const T* b, const MatmulShape& s) {
   if (s.M == 0 || s.N == 0) return;
@@ -41,15 +61,15 @@ void matmul_forward(T* out, const T* a, const T* b, const MatmulShape& s) {
       for (int64_t i = 0; i < s.batch * s.M * s.N; ++i) out[i] = T(0);
     return;
   }
-  if (s.batch == 1) {  // Eigen's own OpenMP parallelism inside one GEMM
-    matmul_one(out, a, b, s);
+  if (s.batch == 1) {  // the GEMM's own OpenMP parallelism
+    matmul_dispatch(out, a, b, s);
     return;
   }
-  // Many small products (attention heads): one thread per product. Eigen
-  // sees it is inside a parallel region and stays single-threaded.
+  // Many small products (attention heads): one thread per product. The
+  // GEMM sees it is inside a parallel region and stays single-threaded.
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < s.batch; ++i)
-    matmul_one(out + i * s.M * s.N, a + i * s.a_batch_stride, b + i * s.b_batch_stride, s);
+    matmul_dispatch(out + i * s.M * s.N, a + i * s.a_batch_stride, b + i * s.b_batch_stride, s);
 }
 
 template void matmul_forward<float>(float*, const float*, const float*, const MatmulShape&);
