@@ -93,7 +93,7 @@ TEST_CASE("sgemm: every transpose, edge tiles, K blocks, accumulate" * doctest::
         for (int f = 0; f < 8; ++f) check({M, N, K, bool(f & 1), bool(f & 2), bool(f & 4)}, seed++);
 }
 
-TEST_CASE("sgemm: strided operands and output; model-sized products" * doctest::skip(no_avx512)) {
+TEST_CASE("sgemm: strided operands and output, model-sized products" * doctest::skip(no_avx512)) {
   for (int f = 0; f < 8; ++f) check({45, 70, 300, bool(f & 1), bool(f & 2), bool(f & 4), 7}, 100 + f);
   check({256, 768, 300, false, true, false}, 200);   // a linear: x . W^T
   check({300, 96, 520, true, false, true}, 201);     // a weight gradient, accumulated
