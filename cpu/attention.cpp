@@ -1,7 +1,8 @@
 // Causal attention on the CPU. See cpu/attention.h for shapes and maths.
 //
 // Work is cut into blocks of kBlock query rows of one head. For a block the
-// scores against every key it may see are one GEMM (Eigen), the masked
+// scores against every key it may see are one GEMM (cpu/matmul.h: our
+// sgemm for f32, single-threaded inside the parallel region), the masked
 // softmax runs row by row, and the output is a second GEMM; the Bq x Tk
 // score block lives only in per-thread scratch, so nothing T x T is kept
 // between forward and backward (only the output and the per-row lse).
@@ -9,12 +10,12 @@
 // softmax normaliser sums in double.
 #include "cpu/attention.h"
 
-#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
 
+#include "cpu/matmul.h"
 #include "cpu/vmath.h"
 
 namespace gl::cpu {
@@ -23,24 +24,26 @@ namespace {
 
 constexpr int64_t kBlock = 64;  // query rows per block: scratch is kBlock x Tk
 
+// C[M, N] (+)= op(A) . op(B), dense row-major operands (cpu/matmul.h).
 template <class T>
-using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <class T>
-using Map = Eigen::Map<Mat<T>>;
-template <class T>
-using CMap = Eigen::Map<const Mat<T>>;
+void gemm(T* c, const T* a, bool ta, const T* b, bool tb, int64_t M, int64_t N, int64_t K,
+          bool accumulate = false) {
+  MatmulShape s;
+  s.M = M, s.N = N, s.K = K, s.trans_a = ta, s.trans_b = tb, s.accumulate = accumulate;
+  matmul_forward<T>(c, a, b, s);
+}
 
 // Scores of query rows [t0, t0 + nq) against keys [0, nk) of one head, then
 // P = exp(S - lse) with the causal mask applied (masked entries exactly 0).
 // Row i sees keys s <= t0 + i + off. With `lse_out`, lse is computed here
 // (forward); otherwise it is read from `lse_in` (backward).
 template <class T>
-void block_probs(Mat<T>& P, const T* q, const T* k, int64_t t0, int64_t nq, int64_t nk,
-                 int64_t HS, int64_t off, double scale, T* lse_out, const T* lse_in) {
-  P.noalias() = CMap<T>(q + t0 * HS, nq, HS) * CMap<T>(k, nk, HS).transpose();
+void block_probs(T* P, const T* q, const T* k, int64_t t0, int64_t nq, int64_t nk, int64_t HS,
+                 int64_t off, double scale, T* lse_out, const T* lse_in) {
+  gemm<T>(P, q + t0 * HS, false, k, true, nq, nk, HS);
   for (int64_t i = 0; i < nq; ++i) {
     const int64_t last = t0 + i + off;  // last visible key
-    T* row = P.data() + i * nk;
+    T* row = P + i * nk;
     // exp in T (as every f32 attention does); the normaliser sums in double.
     const T sc = T(scale);
     // exp_d (cpu/vmath.h) is libm's exp in vectorisable form: the argument
@@ -77,16 +80,15 @@ void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, int64
   const bool big = BH * Tq * Tk * HS > (1 << 16);
 #pragma omp parallel if (big)
   {
-    Mat<T> P;
+    std::vector<T> P(size_t(kBlock * Tk));
     // Later blocks see more keys: dynamic scheduling balances them.
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < BH * nblocks; ++task) {
       const int64_t bh = task / nblocks, t0 = (task % nblocks) * kBlock;
       const int64_t nq = std::min(kBlock, Tq - t0), nk = t0 + nq + off;
-      P.resize(nq, nk);
-      block_probs<T>(P, q + bh * Tq * HS, k + bh * Tk * HS, t0, nq, nk, HS, off, scale,
+      block_probs<T>(P.data(), q + bh * Tq * HS, k + bh * Tk * HS, t0, nq, nk, HS, off, scale,
                      lse + bh * Tq, nullptr);
-      Map<T>(out + (bh * Tq + t0) * HS, nq, HS).noalias() = P * CMap<T>(v + bh * Tk * HS, nk, HS);
+      gemm<T>(out + (bh * Tq + t0) * HS, P.data(), false, v + bh * Tk * HS, false, nq, HS, nk);
     }
   }
 }
@@ -109,16 +111,17 @@ void attention_backward(T* dq, T* dk, T* dv, T* delta, const T* dout, const T* q
   const bool big = BH * Tq * Tk * HS > (1 << 15);
 #pragma omp parallel if (big)
   {
-    Mat<T> P, dS;
+    std::vector<T> P(size_t(kBlock * Tk)), dS(size_t(kBlock * Tk));
 #pragma omp for schedule(dynamic, 1)
     for (int64_t bh = 0; bh < BH; ++bh) {
       const T* qh = q + bh * Tq * HS;
       const T* kh = k + bh * Tk * HS;
       const T* vh = v + bh * Tk * HS;
       const T* doh = dout + bh * Tq * HS;
-      Map<T> dK(dk + bh * Tk * HS, Tk, HS), dV(dv + bh * Tk * HS, Tk, HS);
-      dK.setZero();
-      dV.setZero();
+      T* dK = dk + bh * Tk * HS;
+      T* dV = dv + bh * Tk * HS;
+      std::fill(dK, dK + Tk * HS, T(0));
+      std::fill(dV, dV + Tk * HS, T(0));
       for (int64_t t = 0; t < Tq; ++t) {  // D_t = dout_t . out_t, in double
         double D = 0.0;
         for (int64_t d = 0; d < HS; ++d)
@@ -127,21 +130,20 @@ void attention_backward(T* dq, T* dk, T* dv, T* delta, const T* dout, const T* q
       }
       for (int64_t t0 = 0; t0 < Tq; t0 += kBlock) {
         const int64_t nq = std::min(kBlock, Tq - t0), nk = t0 + nq + off;
-        P.resize(nq, nk);
-        block_probs<T>(P, qh, kh, t0, nq, nk, HS, off, scale, nullptr, lse + bh * Tq);
-        const CMap<T> dO(doh + t0 * HS, nq, HS), Q(qh + t0 * HS, nq, HS);
-        const CMap<T> K(kh, nk, HS), V(vh, nk, HS);
-        dS.noalias() = dO * V.transpose();  // dP
+        block_probs<T>(P.data(), qh, kh, t0, nq, nk, HS, off, scale, nullptr, lse + bh * Tq);
+        gemm<T>(dS.data(), doh + t0 * HS, false, vh, true, nq, nk, HS);  // dP
+        // dS with the score scale folded in, so the three products below
+        // need no separate scaling pass.
         for (int64_t i = 0; i < nq; ++i) {
-          const T D = delta[bh * Tq + t0 + i];
+          const T D = delta[bh * Tq + t0 + i], sc = T(scale);
           T* ds = dS.data() + i * nk;
           const T* p = P.data() + i * nk;
 #pragma omp simd
-          for (int64_t s = 0; s < nk; ++s) ds[s] = p[s] * (ds[s] - D);
+          for (int64_t s = 0; s < nk; ++s) ds[s] = sc * (p[s] * (ds[s] - D));
         }
-        Map<T>(dq + (bh * Tq + t0) * HS, nq, HS).noalias() = T(scale) * (dS * K);
-        dK.topRows(nk).noalias() += T(scale) * (dS.transpose() * Q);
-        dV.topRows(nk).noalias() += P.transpose() * dO;
+        gemm<T>(dq + (bh * Tq + t0) * HS, dS.data(), false, kh, false, nq, HS, nk);
+        gemm<T>(dK, dS.data(), true, qh + t0 * HS, false, nk, HS, nq, true);
+        gemm<T>(dV, P.data(), true, doh + t0 * HS, false, nk, HS, nq, true);
       }
     }
   }
