@@ -1,5 +1,6 @@
 // CPU implementations of the Tensor-level primitives in core/device_hooks.h.
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 
@@ -89,7 +90,28 @@ void convert(void* dst, DType dst_dtype, const void* src, DType src_dtype, int64
   for (int64_t i = 0; i < n; ++i) store(dst, dst_dtype, i, load(src, src_dtype, i));
 }
 
+namespace {
+template <class U>
+void fill_bits(void* dst, int64_t n, U bits) {
+  U* d = static_cast<U*>(dst);
+#pragma omp parallel for simd schedule(static) if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) d[i] = bits;
+}
+}  // namespace
+
+// The value is converted once (store() on one element, the same rounding as
+// an element-wise store) and its bit pattern replicated: a plain vectorised
+// loop instead of a dtype switch per element (zeroing the 154 MB gradient
+// of Pythia-160m's embedding took about a tenth of a second).
 void fill(void* dst, DType dtype, int64_t n, double value) {
+  alignas(8) unsigned char one[8] = {};
+  store(one, dtype, 0, value);
+  switch (dtype_size(dtype)) {
+    case 2: { uint16_t b; std::memcpy(&b, one, 2); fill_bits(dst, n, b); return; }
+    case 4: { uint32_t b; std::memcpy(&b, one, 4); fill_bits(dst, n, b); return; }
+    case 8: { uint64_t b; std::memcpy(&b, one, 8); fill_bits(dst, n, b); return; }
+    default: break;
+  }
 #pragma omp parallel for schedule(static) if (n > (1 << 16))
   for (int64_t i = 0; i < n; ++i) store(dst, dtype, i, value);
 }
