@@ -128,6 +128,20 @@ void accumulate_grad(const Var& v, const Tensor& g) {
   }
 }
 
+void accumulate_grad_view(const Var& v, const Tensor& view, const Tensor& dout) {
+  if (!v.requires_grad()) return;
+  VarImpl& impl = *v.impl();
+  // Two owners: backward()'s local dout and the view itself.
+  if (!impl.grad.defined() && !impl.graph_freed && view.is_contiguous() &&
+      view.storage() == dout.storage() && view.storage().use_count() == 2 &&
+      view.shape() == impl.value.shape() && view.dtype() == impl.value.dtype() &&
+      view.device() == impl.value.device()) {
+    impl.grad = view;
+    return;
+  }
+  accumulate_grad(v, view);
+}
+
 void Var::backward() const {
   GL_CHECK(defined() && value().numel() == 1, "backward() needs a one-element Var, got ",
            describe());

@@ -29,6 +29,14 @@ Var record(const char* op, Tensor out, const std::vector<Var>& inputs, BackwardF
 // grad(v) += g (g's shape must equal v's). A no-op when v needs no grad.
 void accumulate_grad(const Var& v, const Tensor& g);
 
+// accumulate_grad of `view`, a view of the closure's own `dout` (reshape's
+// backward), without the copy accumulate_grad would make of a shared
+// buffer: when backward() holds the only other reference to dout's storage
+// (dout is not a retained grad and was not handed to anyone else), that
+// reference dies as soon as the closure returns, so v may keep the buffer.
+// Call it last in the closure: dout's storage then belongs to v's grad.
+void accumulate_grad_view(const Var& v, const Tensor& view, const Tensor& dout);
+
 size_t tape_size();  // entries currently recorded on this thread
 void clear_tape();   // drops the recorded graph without running it
 

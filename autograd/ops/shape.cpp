@@ -25,7 +25,9 @@ static int64_t wrap_dim_for(const char* op, const Tensor& x, int64_t d, const st
 Var reshape(const Var& x, const Shape& shape) {
   // Tensor::reshape views when x is contiguous and copies otherwise.
   return record("reshape", x.value().reshape(shape), {&x},
-                [x](const Tensor& dout) { accumulate_grad(x, dout.reshape(x.shape())); });
+                [x](const Tensor& dout) {
+                  accumulate_grad_view(x, dout.reshape(x.shape()), dout);
+                });
 }
 
 Var contiguous(const Var& x) {

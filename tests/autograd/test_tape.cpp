@@ -98,3 +98,38 @@ TEST_CASE("a second backward() through a freed graph is an error, not a silent z
   CHECK_THROWS_WITH_AS(l1.backward(), doctest::Contains("already ran and freed"), Error);
   clear_tape();
 }
+
+// reshape's backward hands its input a view of dout instead of a copy when
+// nothing else holds dout; the gradient buffers must still never alias.
+TEST_CASE("reshape backward: the input keeps dout's buffer only when nobody else holds it") {
+  Var x(Tensor::from_vector({1, 2, 3, 4, 5, 6}, {2, 3}, DType::F64), true, "x");
+  Var h = scale(x, 2.0);
+  h.retain_grad();
+  Var r = reshape(h, {3, 2});
+  sum(mul(r, r)).backward();  // d/dh = 2 r (reshaped), d/dx = 4 h = 8 x
+  CHECK(x.grad().to_vector() == std::vector<double>{8, 16, 24, 32, 40, 48});
+  // h's grad came through reshape from a buffer held by nobody else: no copy.
+  CHECK(h.grad().to_vector() == std::vector<double>{4, 8, 12, 16, 20, 24});
+
+  // A retained dout must not be shared: h's grad is updated in place by the
+  // second contribution, which would otherwise change r's retained grad.
+  Var y(Tensor::from_vector({1, 2, 3, 4}, {4}, DType::F64), true, "y");
+  Var g = scale(y, 1.0);
+  g.retain_grad();
+  Var r2 = reshape(g, {2, 2});
+  r2.retain_grad();
+  const Var loss = add(sum(scale(r2, 3.0)), sum(scale(g, 5.0)));
+  loss.backward();
+  CHECK(g.grad().to_vector() == std::vector<double>{8, 8, 8, 8});
+  CHECK(r2.grad().to_vector() == std::vector<double>{3, 3, 3, 3});
+  CHECK_FALSE(g.grad().shares_storage(r2.grad()));
+  CHECK(y.grad().to_vector() == std::vector<double>{8, 8, 8, 8});
+
+  // Fan-out through two reshapes of one dout-producing op: each input gets
+  // its own buffer and the sum is right.
+  Var z(Tensor::from_vector({1, 2}, {2}, DType::F64), true, "z");
+  Var zz = scale(z, 1.0);
+  const Var a = reshape(zz, {1, 2}), b = reshape(zz, {2, 1});
+  sum(add(scale(a, 2.0), reshape(scale(b, 7.0), {1, 2}))).backward();
+  CHECK(z.grad().to_vector() == std::vector<double>{9, 9});
+}
