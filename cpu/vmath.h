@@ -46,7 +46,13 @@ GL_VMATH_INLINE double pow2_int(double k) {
 GL_VMATH_INLINE double exp_d(double x) {
   // Clamping keeps k in pow2_int's range; NaN passes the comparisons
   // unchanged and is mapped to k = 0 so the integer conversion is defined.
-  const double xc = x < -746.0 ? -746.0 : (x > 710.0 ? 710.0 : x);
+  // The comparisons are made on x + 0.0, not x: when x is a widened float
+  // (exp_d(double(f))) GCC narrows `x < -746.0` to a float comparison, and
+  // a float mask selecting doubles defeats if-conversion, so the caller's
+  // loop silently stayed scalar (attention's softmax ran 8x slower). x + 0.0
+  // cannot be folded away (it maps -0.0 to +0.0, harmless here: exp(0) = 1).
+  const double x0 = x + 0.0;
+  const double xc = x0 < -746.0 ? -746.0 : (x0 > 710.0 ? 710.0 : x0);
   // Round to nearest by adding and subtracting 1.5 * 2^52 (std::floor is
   // a library call GCC will not vectorise without -fno-trapping-math).
   constexpr double kShift = 6755399441055744.0;
