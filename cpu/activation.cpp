@@ -3,10 +3,13 @@
 // f64 gradient checks and value tests run on. f32 tensors use the
 // vectorisable double functions of cpu/vmath.h (normal_cdf_d, exp_d), still
 // evaluated in double and rounded once to f32, so they give the same f32
-// values except within ~1e-15 of a rounding boundary; the scalar libm calls
-// cost about 20 ns per element, which made GELU a tenth of a training step.
+// values except within ~1e-11 (relative) of a rounding boundary; the scalar
+// libm calls cost about 20 ns per element, which made GELU a tenth of a
+// training step. The ERF form has a polynomial fast path for |x| <= 3
+// (below), taken per 16-element chunk when every element of it is in range.
 #include "cpu/activation.h"
 
+#include <algorithm>
 #include <cmath>
 #include <type_traits>
 
@@ -70,16 +73,106 @@ inline double gelu_grad_simd(double x) {
   }
 }
 
+// Fast path of the ERF form for |x| <= 3, where nearly all activations lie:
+//   Phi(x) = 1/2 + x h(x^2),  d/dx [x Phi(x)] = 1/2 + x q(x^2),
+// h and q polynomials in y = 2 x^2 / 9 - 1 (coefficients and their
+// derivation: tools/fit_gelu_poly.py, 50-digit Chebyshev interpolation).
+// Relative error of h 8e-14 and of q 1e-14, so Phi is within 3e-11
+// (relative, at x = -3 where Phi = 0.00135) and the f32 results are the
+// correctly rounded values as closely as the erfc path's. 15 or 17
+// multiply-adds replace the erfc series, its division and an exp: the
+// forward GELU of Pythia-160m took 8% of the forward pass before.
+constexpr double kH[15] = {
+    0.22771316680397166,     -0.09283247990258314,    0.04597224348971894,
+    -0.020571115571915526,   0.008021489509752297,    -0.002729134169982974,
+    0.000817878821691124,    -0.00021822822148530763, 5.2368296790510595e-05,
+    -1.1404791221972758e-05, 2.2712648209110204e-06,  -4.151314240143569e-07,
+    7.05699930466613e-08,    -1.2084026584216655e-08, 1.7720375268895074e-09};
+constexpr double kQ[17] = {
+    0.2697613738032245,      -0.1874409456506456,    0.15240676745654455,
+    -0.10039700855697928,    0.052923554309552145,   -0.022935063217270832,
+    0.008395102241993024,    -0.0026537648915502575, 0.000737362898884994,
+    -0.00018265192159546366, 4.0802014340451915e-05, -8.298682940281064e-06,
+    1.5486034025005437e-06,  -2.660281145434701e-07, 4.26453896864627e-08,
+    -6.918303812463097e-09,  9.621312213204523e-10};
+constexpr float kPolyRange = 3.0f;
+
+template <int N>
+inline double horner(const double (&a)[N], double y) {
+  double p = a[N - 1];
+#pragma GCC unroll 20
+  for (int k = N - 2; k >= 0; --k) p = std::fma(p, y, a[k]);
+  return p;
+}
+
+inline double poly_y(double x) { return x * x * (2.0 / 9.0) - 1.0; }
+
+// 16 floats: two 8-double vectors, and a chunk of standard-normal inputs is
+// entirely in range 96% of the time. A NaN passes the range test (the
+// comparison is false) and propagates through the polynomial; +-inf fails
+// it and takes the general path.
+constexpr int64_t kChunk = 16;
+
+inline bool chunk_in_poly_range(const float* x) {
+  float m = 0.f;
+#pragma omp simd reduction(max : m)
+  for (int64_t i = 0; i < kChunk; ++i) m = std::max(m, std::fabs(x[i]));
+  return m <= kPolyRange;
+}
+
+// Forward over [0, n): per chunk, the polynomial when it applies, else the
+// general vectorised form; the tail (< 16 elements) takes the general form.
 template <GeluKind K>
 void gelu_forward_f32(float* out, const float* x, int64_t n) {
+  if constexpr (K == GeluKind::ERF) {
+    const int64_t chunks = n / kChunk;
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+    for (int64_t c = 0; c < chunks; ++c) {
+      const float* xc = x + c * kChunk;
+      float* oc = out + c * kChunk;
+      if (chunk_in_poly_range(xc)) {
+#pragma omp simd
+        for (int64_t i = 0; i < kChunk; ++i) {
+          const double v = double(xc[i]);
+          oc[i] = float(v * (0.5 + v * horner(kH, poly_y(v))));
+        }
+      } else {
+#pragma omp simd
+        for (int64_t i = 0; i < kChunk; ++i) oc[i] = float(gelu_value_simd<K>(double(xc[i])));
+      }
+    }
+    for (int64_t i = chunks * kChunk; i < n; ++i) out[i] = float(gelu_value_simd<K>(double(x[i])));
+  } else {
 #pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) out[i] = float(gelu_value_simd<K>(double(x[i])));
+    for (int64_t i = 0; i < n; ++i) out[i] = float(gelu_value_simd<K>(double(x[i])));
+  }
 }
 
 template <GeluKind K>
 void gelu_backward_f32(float* dx, const float* dout, const float* x, int64_t n) {
+  if constexpr (K == GeluKind::ERF) {
+    const int64_t chunks = n / kChunk;
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t o = c * kChunk;
+      if (chunk_in_poly_range(x + o)) {
+#pragma omp simd
+        for (int64_t i = o; i < o + kChunk; ++i) {
+          const double v = double(x[i]);
+          dx[i] = float(double(dout[i]) * (0.5 + v * horner(kQ, poly_y(v))));
+        }
+      } else {
+#pragma omp simd
+        for (int64_t i = o; i < o + kChunk; ++i)
+          dx[i] = float(double(dout[i]) * gelu_grad_simd<K>(double(x[i])));
+      }
+    }
+    for (int64_t i = chunks * kChunk; i < n; ++i)
+      dx[i] = float(double(dout[i]) * gelu_grad_simd<K>(double(x[i])));
+  } else {
 #pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) dx[i] = float(double(dout[i]) * gelu_grad_simd<K>(double(x[i])));
+    for (int64_t i = 0; i < n; ++i) dx[i] = float(double(dout[i]) * gelu_grad_simd<K>(double(x[i])));
+  }
 }
 
 }  // namespace
