@@ -23,6 +23,13 @@ constexpr int MR = 12, NR = 32;
 // packed A micro-panel (MR x KC, 12 KB) stays in L1 while the packed B block
 // (KC x NC, 512 KB) streams from L2; MC rows of A are packed at a time.
 constexpr int64_t KC = 256, NC = 512, MC = 120;
+// When the B block is the outer loop, every NC columns repack the same A
+// rows; for a short, wide product (the vocabulary head: M = 512 tokens,
+// N = 50304) that is 49 copies of A per thread, 5% of a Pythia-160m
+// forward in memcpy. The other order packs up to MC_WIDE rows of A once
+// per depth block and runs every B block past them (B then is repacked
+// once per MC_WIDE rows). run() takes whichever order packs less.
+constexpr int64_t MC_WIDE = 43 * MR;  // 516 rows: a 512-token batch in one block
 
 // Packed A comes in two layouts so that packing is a plain copy whichever
 // way A is stored: row-major (element (r, k) at r * KC + k) when A's rows
@@ -41,7 +48,7 @@ struct Buffers {
   };
   std::unique_ptr<float, Free> a, b;
   Buffers() {
-    a.reset(static_cast<float*>(std::aligned_alloc(64, sizeof(float) * MC * KC)));
+    a.reset(static_cast<float*>(std::aligned_alloc(64, sizeof(float) * MC_WIDE * KC)));
     b.reset(static_cast<float*>(std::aligned_alloc(64, sizeof(float) * KC * NC)));
     if (!a || !b) std::abort();
   }
@@ -175,38 +182,77 @@ GL_AVX512 void kernel(int64_t kc, const float* a, const float* b, float* c, int6
   }
 }
 
-// One thread's share: rows [m0, m1) and columns [n0, n1) of C.
+// Relative cost of packing one element: a transposed B (a weight in
+// x . W^T) takes a 16 x 16 register transpose per block, about four times a
+// plain copy; a k-major A is gathered element by element.
+double pack_cost_b(const SgemmArgs& g) { return g.b_col == 1 ? 0.25 : 1.0; }
+double pack_cost_a(const SgemmArgs& g) { return g.a_col == 1 ? 0.25 : 1.0; }
+
+// Packing work (per depth) of a share of mt rows and nt columns in the
+// B-outer order (B once, A once per NC columns) and the A-outer order (A
+// once, B once per MC_WIDE rows).
+double packing_b_outer(const SgemmArgs& g, double mt, double nt) {
+  return nt * pack_cost_b(g) + mt * std::ceil(nt / double(NC)) * pack_cost_a(g);
+}
+double packing_a_outer(const SgemmArgs& g, double mt, double nt) {
+  return mt * pack_cost_a(g) + nt * std::ceil(mt / double(MC_WIDE)) * pack_cost_b(g);
+}
+
+// C[i0:i0+mc, j0:j0+nc] (+)= packed A block . packed B block.
+template <ALayout L>
+GL_AVX512 void block(const SgemmArgs& g, const float* pa, const float* pb, int64_t i0, int64_t mc,
+                     int64_t j0, int64_t nc, int64_t kc, bool add) {
+  alignas(64) float tile[MR * NR];
+  for (int64_t ip = 0; ip < mc; ip += MR) {
+    const float* ap = pa + ip * KC;
+    const int64_t rows = std::min<int64_t>(MR, mc - ip);
+    for (int64_t jp = 0; jp < nc; jp += NR) {
+      const float* bp = pb + jp * kc;
+      const int64_t cols = std::min<int64_t>(NR, nc - jp);
+      float* c = g.c + (i0 + ip) * g.ldc + j0 + jp;
+      if (rows == MR && cols == NR) {
+        kernel<L>(kc, ap, bp, c, g.ldc, add);
+        continue;
+      }
+      // Edge tile: the same arithmetic into scratch, then the valid part.
+      kernel<L>(kc, ap, bp, tile, NR, false);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < cols; ++j)
+          c[r * g.ldc + j] = add ? c[r * g.ldc + j] + tile[r * NR + j] : tile[r * NR + j];
+    }
+  }
+}
+
+// One thread's share: rows [m0, m1) and columns [n0, n1) of C. Either loop
+// order computes every tile with the same kernel calls over the same depth
+// blocks, so C does not depend on the order chosen.
 template <ALayout L>
 GL_AVX512 void run(const SgemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   Buffers& buf = buffers();
-  alignas(64) float tile[MR * NR];
+  const bool a_outer = packing_a_outer(g, double(m1 - m0), double(n1 - n0)) <
+                       packing_b_outer(g, double(m1 - m0), double(n1 - n0));
   for (int64_t k0 = 0; k0 < g.K; k0 += KC) {
     const int64_t kc = std::min(KC, g.K - k0);
     const bool add = k0 > 0 || g.accumulate;
+    if (a_outer) {
+      for (int64_t i0 = m0; i0 < m1; i0 += MC_WIDE) {
+        const int64_t mc = std::min(MC_WIDE, m1 - i0);
+        pack_a<L>(buf.a.get(), g, i0, mc, k0, kc);
+        for (int64_t j0 = n0; j0 < n1; j0 += NC) {
+          const int64_t nc = std::min(NC, n1 - j0);
+          pack_b(buf.b.get(), g, k0, kc, j0, nc);
+          block<L>(g, buf.a.get(), buf.b.get(), i0, mc, j0, nc, kc, add);
+        }
+      }
+      continue;
+    }
     for (int64_t j0 = n0; j0 < n1; j0 += NC) {
       const int64_t nc = std::min(NC, n1 - j0);
       pack_b(buf.b.get(), g, k0, kc, j0, nc);
       for (int64_t i0 = m0; i0 < m1; i0 += MC) {
         const int64_t mc = std::min(MC, m1 - i0);
         pack_a<L>(buf.a.get(), g, i0, mc, k0, kc);
-        for (int64_t ip = 0; ip < mc; ip += MR) {
-          const float* ap = buf.a.get() + ip * KC;
-          const int64_t rows = std::min<int64_t>(MR, mc - ip);
-          for (int64_t jp = 0; jp < nc; jp += NR) {
-            const float* bp = buf.b.get() + jp * kc;
-            const int64_t cols = std::min<int64_t>(NR, nc - jp);
-            float* c = g.c + (i0 + ip) * g.ldc + j0 + jp;
-            if (rows == MR && cols == NR) {
-              kernel<L>(kc, ap, bp, c, g.ldc, add);
-              continue;
-            }
-            // Edge tile: the same arithmetic into scratch, then the valid part.
-            kernel<L>(kc, ap, bp, tile, NR, false);
-            for (int64_t r = 0; r < rows; ++r)
-              for (int64_t j = 0; j < cols; ++j)
-                c[r * g.ldc + j] = add ? c[r * g.ldc + j] + tile[r * NR + j] : tile[r * NR + j];
-          }
-        }
+        block<L>(g, buf.a.get(), buf.b.get(), i0, mc, j0, nc, kc, add);
       }
     }
   }
@@ -250,18 +296,16 @@ void sgemm(const SgemmArgs& g) {
     return;
   }
   // A tm x tn grid of shares in whole micro-tiles. Each thread packs the B
-  // columns and A rows of its own share (B once, A once per NC columns), so
-  // the grid with the least work for its busiest thread counts packing too:
-  // a transposed B (a weight in x . W^T) costs a 16 x 16 register transpose
-  // per block, about four times a plain copy.
-  const double cb = g.b_col == 1 ? 0.25 : 1.0, ca = g.a_col == 1 ? 0.25 : 1.0;
+  // columns and A rows of its own share (in the cheaper of run()'s two
+  // orders), so the grid with the least work for its busiest thread counts
+  // packing too.
   int tm = 1;
   double best = -1;
   for (int t = 1; t <= nt; ++t) {
     if (nt % t) continue;
     const double mt = double((pm + t - 1) / t * MR), ntc = double((pn + nt / t - 1) / (nt / t) * NR);
     const double kernel = mt * ntc / 16.0;  // multiply-adds per cycle, one zmm FMA
-    const double packing = ntc * cb + mt * std::ceil(ntc / double(NC)) * ca;
+    const double packing = std::min(packing_b_outer(g, mt, ntc), packing_a_outer(g, mt, ntc));
     const double cost = double(g.K) * (kernel + packing);
     if (best < 0 || cost < best) best = cost, tm = t;
   }
