@@ -12,9 +12,24 @@
 
 namespace gl::cpu {
 
+namespace {
+
+// dx[v] = (exp(x[v] - L) - [v == y]) * g for one row. dx may be x: the
+// target's logit is read before the row is overwritten, and each other
+// element is read before it is written.
+template <class T>
+void grad_row(T* dx, const T* x, int64_t V, int64_t y, double L, double g) {
+  const double x_y = double(x[y]);
+#pragma omp simd
+  for (int64_t v = 0; v < V; ++v) dx[v] = T(exp_d(double(x[v]) - L) * g);
+  dx[y] = T((exp_d(x_y - L) - 1.0) * g);
+}
+
+}  // namespace
+
 template <class T, class I>
 void cross_entropy_forward(T* losses, T* lse, int64_t* status, const T* logits, const I* targets,
-                           int64_t N, int64_t V, int64_t ignore_index) {
+                           int64_t N, int64_t V, int64_t ignore_index, T* grad) {
   // Validate and count first (a cheap serial scan of N ints).
   int64_t valid = 0;
   for (int64_t n = 0; n < N; ++n) {
@@ -27,11 +42,13 @@ void cross_entropy_forward(T* losses, T* lse, int64_t* status, const T* logits, 
     ++valid;
   }
   status[1] += valid;
+  const double g = valid > 0 ? 1.0 / double(valid) : 0.0;  // d mean / d losses[n]
 #pragma omp parallel for schedule(static) if (N * V > (1 << 15))
   for (int64_t n = 0; n < N; ++n) {
     const int64_t y = int64_t(targets[n]);
     if (y == ignore_index) {  // no loss and no gradient: skip the row
       lse[n] = losses[n] = T(0);
+      if (grad) std::fill(grad + n * V, grad + (n + 1) * V, T(0));
       continue;
     }
     const T* x = logits + n * V;
@@ -46,6 +63,9 @@ void cross_entropy_forward(T* losses, T* lse, int64_t* status, const T* logits, 
     const double L = m + std::log(s);
     lse[n] = T(L);
     losses[n] = T(L - double(x[y]));
+    // The row is still in L1: its gradient now costs no second trip to
+    // memory (the backward would read all N x V logits again).
+    if (grad) grad_row(grad + n * V, x, V, y, L, g);
   }
 }
 
@@ -62,21 +82,14 @@ void cross_entropy_backward(T* dlogits, const T* dloss, const T* logits, const T
       std::fill(dx, dx + V, T(0));
       continue;
     }
-    const T* x = logits + n * V;
-    const double L = double(lse[n]);
-    // dlogits may be the logits buffer itself (the op reuses it): the
-    // target's logit is read before the row is overwritten, and each other
-    // element is read before it is written.
-    const double x_y = double(x[y]);
-#pragma omp simd
-    for (int64_t v = 0; v < V; ++v) dx[v] = T(exp_d(double(x[v]) - L) * g);
-    dx[y] = T((exp_d(x_y - L) - 1.0) * g);
+    // dlogits may be the logits buffer itself (the op reuses it).
+    grad_row(dx, logits + n * V, V, y, double(lse[n]), g);
   }
 }
 
 #define GL_INSTANTIATE(T, I)                                                                   \
   template void cross_entropy_forward<T, I>(T*, T*, int64_t*, const T*, const I*, int64_t,     \
-                                            int64_t, int64_t);                                 \
+                                            int64_t, int64_t, T*);                             \
   template void cross_entropy_backward<T, I>(T*, const T*, const T*, const T*, const I*,       \
                                              int64_t, int64_t, int64_t, double);
 GL_INSTANTIATE(float, int32_t)

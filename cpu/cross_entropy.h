@@ -15,9 +15,13 @@
 // since d lse / d logits = softmax and d logits[n, y] / d logits[n, v] = [v == y];
 // ignored rows get 0. softmax is recomputed as exp(logits - lse), so the
 // forward keeps no logits-sized buffer.
+// With `grad` (CPU only; nullptr: none), the forward also writes that
+// gradient for dloss = 1, grad[n, v] = (softmax_v - [v == y]) * inv_n_valid,
+// from the row while it is in cache: the training path then needs no
+// backward pass over the logits (autograd/ops/cross_entropy.cpp).
 // Reference: torch.nn.functional.cross_entropy(reduction="mean", ignore_index).
 // Conventions: outputs, inputs, sizes; dlogits is overwritten. On the CPU
-// dlogits may alias logits (the op reuses a dead logits buffer).
+// dlogits may alias logits.
 #pragma once
 #include <cstdint>
 
@@ -25,7 +29,7 @@ namespace gl::cpu {
 
 template <class T, class I>
 void cross_entropy_forward(T* losses, T* lse, int64_t* status, const T* logits, const I* targets,
-                           int64_t N, int64_t V, int64_t ignore_index);
+                           int64_t N, int64_t V, int64_t ignore_index, T* grad = nullptr);
 // dloss: the one-element gradient of the mean loss (device memory on CUDA).
 template <class T, class I>
 void cross_entropy_backward(T* dlogits, const T* dloss, const T* logits, const T* lse,

@@ -1,12 +1,14 @@
 // cross_entropy: forward and backward side by side. The forward keeps only
 // per-row log-sum-exp (and per-row losses, summed deterministically by
-// sum_tensor); the backward recomputes softmax from it. Bad targets and
+// sum_tensor); the backward recomputes softmax from it. On the CPU, when a
+// gradient will be needed, the forward writes it instead (see below). Bad targets and
 // the count of non-ignored rows come back through a 2-word status tensor
 // (device memory on CUDA, read back after the launch: a stream sync).
 #include "autograd/ops/cross_entropy.h"
 
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "autograd/dispatch.h"
 #include "autograd/ops/elementwise.h"
@@ -36,6 +38,13 @@ Var cross_entropy(const Var& logits, const Tensor& targets, int64_t ignore_index
   Tensor lse = Tensor::empty({N}, logits.dtype(), logits.device());
   // status[0]: first row with a bad target (N: none); status[1]: rows not ignored.
   Tensor status = Tensor::from_data<int64_t>({N, 0}, {2}, logits.device());
+  // CPU training: the forward also writes d mean / d logits (for dloss = 1)
+  // while each row is in cache. The backward then only hands that buffer
+  // over (scaling it when dloss != 1), instead of reading every logit again
+  // and recomputing its exp: at vocab 8192 that second pass over 64 MB was
+  // 7% of a tiny-model training step. The logits need not be kept either.
+  const bool fused = lc.device().is_cpu() && needs_grad({&logits});
+  Tensor grad = fused ? Tensor::empty_like(lc) : Tensor();
   dispatch("cross_entropy", lc,
       [&](auto t) {
         using T = decltype(t);
@@ -43,7 +52,7 @@ Var cross_entropy(const Var& logits, const Tensor& targets, int64_t ignore_index
           using I = decltype(i);
           cpu::cross_entropy_forward<T, I>(losses.data<T>(), lse.data<T>(),
                                            status.data<int64_t>(), lc.data<T>(), tc.data<I>(), N,
-                                           V, ignore_index);
+                                           V, ignore_index, fused ? grad.data<T>() : nullptr);
         });
       },
       [&](auto t) {
@@ -68,33 +77,34 @@ Var cross_entropy(const Var& logits, const Tensor& targets, int64_t ignore_index
   Tensor loss = n_valid > 0 ? affine(total, 1.0 / double(n_valid), 0.0)
                             : Tensor::full({}, std::numeric_limits<double>::quiet_NaN(),
                                            logits.dtype(), logits.device());
-  // mutable, with non-const copies of logits and lc (init-captures drop the
-  // const): the backward may take over lc's buffer (see below).
+  if (fused) {
+    return record("cross_entropy", loss, {&logits},
+                  [logits = logits, grad = std::move(grad)](const Tensor& dout) mutable {
+      GL_CHECK(grad.defined(), "cross_entropy backward: this graph's gradient was already used");
+      Tensor dlogits = std::move(grad);  // the closure's buffer becomes the gradient
+      const double d = dout.item();
+      // dloss != 1 (a scaled loss): scaled here, so rounded twice, within
+      // 1 ulp of the directly computed value.
+      if (d != 1.0) {
+        auto scale_in_place = [&](auto* p) {
+          using T = std::remove_pointer_t<decltype(p)>;
+          const int64_t n = dlogits.numel();
+#pragma omp parallel for simd schedule(static) if (n > (1 << 16))
+          for (int64_t i = 0; i < n; ++i) p[i] = T(double(p[i]) * d);
+        };
+        if (dlogits.dtype() == DType::F32) scale_in_place(dlogits.data<float>());
+        else scale_in_place(dlogits.data<double>());
+      }
+      accumulate_grad(logits, dlogits);
+    });
+  }
+  // Otherwise (CUDA) the backward recomputes softmax from the kept logits.
   return record("cross_entropy", loss, {&logits},
-                [logits = logits, lc = lc, tc, lse, N, V, ignore_index,
-                 n_valid](const Tensor& dout) mutable {
+                [logits, lc, tc, lse, N, V, ignore_index, n_valid](const Tensor& dout) {
     const Tensor doc = dout.contiguous();
     const double inv_n = n_valid > 0 ? 1.0 / double(n_valid) : 0.0;
-    // dlogits overwrites the logits in place when nothing else can read them
-    // again: lc is a private contiguous copy, or it is the logits Var's own
-    // buffer and this closure holds the only reference to that Var (the
-    // caller dropped it, as LanguageModel::loss does). The Var then keeps a
-    // zero-stride placeholder of the same shape, so accumulate_grad's checks
-    // hold. At vocab 8192 to 50304 this saves a logits-sized allocation
-    // (64 to 200 MB: fresh pages for the kernel to fault in) every step.
-    // CPU only: the CPU kernel is written to allow dlogits == logits.
-    Tensor dlogits;
-    const bool private_copy = lc.storage().use_count() == 1;
-    const bool sole_owner = logits.impl().use_count() == 1 && lc.shares_storage(logits.value()) &&
-                            lc.storage().use_count() == 2;
-    if (lc.device().is_cpu() && (private_copy || sole_owner)) {
-      if (sole_owner)
-        logits.mutable_value() = Tensor::empty({}, lc.dtype(), lc.device()).expand(lc.shape());
-      dlogits = std::move(lc);  // lc is left undefined: dlogits holds the only reference
-    } else {
-      dlogits = Tensor::empty_like(lc);
-    }
-    const Tensor& x = lc.defined() ? lc : dlogits;  // the logits, read by the kernel
+    Tensor dlogits = Tensor::empty_like(lc);
+    const Tensor& x = lc;
     dispatch("cross_entropy backward", x,
         [&](auto t) {
           using T = decltype(t);

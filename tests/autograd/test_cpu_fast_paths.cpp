@@ -164,10 +164,11 @@ TEST_CASE("split backward accumulates every piece into one gradient") {
       {randn({3, 5}, 9)}));
 }
 
-TEST_CASE("cross_entropy backward reuses a dropped logits buffer, and only then") {
-  // x . w -> logits -> loss. With the logits Var dropped (as
-  // LanguageModel::loss does) the backward writes dlogits over the logits;
-  // with it kept, the logits must survive. Both give the same gradients.
+TEST_CASE("cross_entropy: the gradient written by the CPU forward, logits dropped or kept") {
+  // x . w -> logits -> loss. On the CPU the forward writes dlogits (for
+  // dloss = 1) into its own buffer; with the logits Var dropped (as
+  // LanguageModel::loss does) or kept, the gradients are the same and kept
+  // logits are untouched.
   const Tensor xv = randn({5, 3, 4}, 21, DType::F32), wv = randn({4, 11}, 22, DType::F32);
   const Tensor t = Tensor::from_data<int64_t>({0, 3, -100, 10, 7, 1, 2, 2, 9, 4, 5, 6, 8, 0, 1},
                                               {5, 3});
@@ -187,9 +188,31 @@ TEST_CASE("cross_entropy backward reuses a dropped logits buffer, and only then"
       permute(contiguous(permute(matmul(Var(xv), w3), {1, 0, 2})), {1, 0, 2}), t);
   loss3.backward();
   CHECK(check_close("dw through a permuted view", w3.grad(), w2.grad(), 0.0, 0.0));
-  // f64 gradcheck with temporaries only (the in-place path every call).
+  // f64 gradchecks with temporaries only: dloss = 1 uses the forward's
+  // gradient as it is, a scaled loss (dloss = -0.37) scales it.
   CHECK(gradcheck(
       "cross_entropy of a dropped product",
       [t](const std::vector<Var>& in) { return cross_entropy(matmul(in[0], in[1]), t); },
       {randn({5, 3, 4}, 23), randn({4, 11}, 24)}));
+  CHECK(gradcheck(
+      "scaled cross_entropy",
+      [t](const std::vector<Var>& in) { return scale(cross_entropy(matmul(in[0], in[1]), t), -0.37); },
+      {randn({5, 3, 4}, 25), randn({4, 11}, 26)}));
+  // dloss = 1 gives exactly the gradient the mean's backward defines:
+  // (softmax - onehot) / n_valid, here against a long-double reference.
+  const Tensor lg = randn({3, 7}, 27, DType::F32);
+  const Tensor ty = Tensor::from_data<int64_t>({2, -100, 6}, {3});
+  Var lv(lg, true);
+  cross_entropy(lv, ty).backward();
+  const std::vector<double> l = lg.to_vector(), gr = lv.grad().to_vector();
+  const int yv[3] = {2, -1, 6};
+  for (int n = 0; n < 3; ++n) {
+    long double s = 0;
+    for (int v = 0; v < 7; ++v) s += std::exp((long double)l[size_t(n * 7 + v)]);
+    for (int v = 0; v < 7; ++v) {
+      const long double p = std::exp((long double)l[size_t(n * 7 + v)]) / s;
+      const double want = yv[n] < 0 ? 0.0 : double((p - (v == yv[n] ? 1.0L : 0.0L)) / 2.0L);
+      CHECK(std::fabs(gr[size_t(n * 7 + v)] - want) <= 1.2e-7 * std::fabs(want) + 1e-9);
+    }
+  }
 }
