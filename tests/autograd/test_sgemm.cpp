@@ -97,6 +97,13 @@ TEST_CASE("sgemm: strided operands and output, model-sized products" * doctest::
   for (int f = 0; f < 8; ++f) check({45, 70, 300, bool(f & 1), bool(f & 2), bool(f & 4), 7}, 100 + f);
   check({256, 768, 300, false, true, false}, 200);   // a linear: x . W^T
   check({300, 96, 520, true, false, true}, 201);     // a weight gradient, accumulated
+  // Past one 516-row A block and one 512-column B block, so that both loop
+  // orders (A outer for short wide products, B outer otherwise) run over
+  // several blocks, with partial last panels read from strided A.
+  check({530, 1100, 300, false, true, false, 3}, 202);  // a vocabulary head, padded rows
+  check({1100, 530, 260, true, false, true}, 203);      // k-major A, accumulated
+  check({20, 2100, 270, false, true, true}, 204);       // wide and short: A outer
+  check({1033, 45, 300, false, false, false}, 205);     // tall and narrow
 }
 
 TEST_CASE("sgemm: K = 0 leaves C or zeroes it" * doctest::skip(no_avx512)) {
