@@ -1,5 +1,6 @@
 #include "core/storage.h"
 
+#include <cstdint>
 #include <cstdlib>
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -31,16 +32,28 @@ bool tune_malloc() {
 
 }  // namespace
 
+// Aligned by hand on top of malloc, the block's own start stored in the
+// word before the aligned address. Not aligned_alloc: glibc serves a large
+// aligned request by carving the alignment out of a bigger chunk, and the
+// leftover pieces stop freed blocks from being reused, so with a 64 MB
+// logits buffer every step took fresh pages from the kernel and the heap
+// kept growing (measured: 17-34k page faults per step for two 67 MB
+// blocks with aligned_alloc, none after the first step with malloc).
 void* cpu_alloc(size_t nbytes) {
   static const bool tuned = tune_malloc();
   (void)tuned;
-  const size_t rounded = (nbytes + kCpuAlignment - 1) / kCpuAlignment * kCpuAlignment;
-  void* p = std::aligned_alloc(kCpuAlignment, rounded == 0 ? kCpuAlignment : rounded);
-  GL_CHECK(p != nullptr, "cpu_alloc: out of host memory allocating ", nbytes, " bytes");
-  return p;
+  // malloc's blocks are at least 8-byte aligned (16 in glibc), so the
+  // aligned address lies 8 to 64 bytes in: room for the stored pointer.
+  void* raw = std::malloc(nbytes + kCpuAlignment);
+  GL_CHECK(raw != nullptr, "cpu_alloc: out of host memory allocating ", nbytes, " bytes");
+  const uintptr_t aligned = (reinterpret_cast<uintptr_t>(raw) + kCpuAlignment) & ~uintptr_t(kCpuAlignment - 1);
+  reinterpret_cast<void**>(aligned)[-1] = raw;
+  return reinterpret_cast<void*>(aligned);
 }
 
-void cpu_free(void* p) { std::free(p); }
+void cpu_free(void* p) {
+  if (p) std::free(static_cast<void**>(p)[-1]);
+}
 
 Storage::Storage(size_t n, Device dev) : nbytes(n), device(dev) {
   data = dev.is_cpu() ? cpu_alloc(n) : cuda_hooks::alloc(n, dev.index);
