@@ -108,9 +108,8 @@ inline double horner(const double (&a)[N], double y) {
 inline double poly_y(double x) { return x * x * (2.0 / 9.0) - 1.0; }
 
 // 16 floats: two 8-double vectors, and a chunk of standard-normal inputs is
-// entirely in range 96% of the time. A NaN passes the range test (the
-// comparison is false) and propagates through the polynomial; +-inf fails
-// it and takes the general path.
+// entirely in range 96% of the time. +-inf fails the range test and takes
+// the general path; a NaN gives NaN on either path.
 constexpr int64_t kChunk = 16;
 
 inline bool chunk_in_poly_range(const float* x) {
