@@ -42,9 +42,10 @@ required=(cmake ninja-build g++ make pkg-config libeigen3-dev libyaml-cpp-dev do
 # (dist/comm.h, mpirun -np N ./train ...).
 optional=(ccache)
 # The Python oracles of tests/reference/ (./test only): Debian's torch, and
-# venv/pip for the pinned Hugging Face packages (scripts/python_env.sh).
+# venv/pip for the pinned Hugging Face packages (scripts/python_env.sh);
+# mpmath for tools/fit_gelu_poly.py's check.
 if [[ $with_python -eq 1 ]]; then
-  required+=(python3-torch python3-numpy python3-venv python3-pip)
+  required+=(python3-torch python3-numpy python3-venv python3-pip python3-mpmath)
 fi
 # The libFuzzer stage of ./test (fuzz/): clang with its fuzzer and sanitizer
 # runtimes, and clang's OpenMP.

@@ -11,9 +11,18 @@ nothing). Everything is computed in 50-digit arithmetic (mpmath), then
 rounded to double; the script reports the worst relative error of the
 double-precision Horner evaluation on a dense grid.
 
-Usage: /usr/bin/python3 tools/fit_gelu_poly.py   (needs python3-mpmath)
+Usage: /usr/bin/python3 tools/fit_gelu_poly.py            (prints the arrays)
+       /usr/bin/python3 tools/fit_gelu_poly.py --check cpu/activation.cpp
+The --check form (ctest `gelu_poly_coefficients`) fails unless the kH and kQ
+arrays in that file are exactly these doubles. Needs python3-mpmath.
 """
-import mpmath as mp
+import re
+import sys
+
+try:
+    import mpmath as mp
+except ImportError:
+    sys.exit("fit_gelu_poly.py: needs mpmath (apt-get install -y python3-mpmath)")
 
 mp.mp.dps = 50
 V = 9  # v = x^2 range: |x| <= 3
@@ -62,13 +71,44 @@ def horner(a, y):
     return p
 
 
-for name, f in (("h", h), ("q", q)):
-    a = to_powers(chebyshev(f, DEGREE[name]))
-    worst = 0.0
-    for i in range(9001):
-        v = V * i / 9000
-        ref = f(mp.mpf(v))
-        worst = max(worst, float(abs((horner(a, v * (2 / V) - 1) - ref) / ref)))
+def fitted():
+    out = {}
+    for name, f in (("h", h), ("q", q)):
+        a = to_powers(chebyshev(f, DEGREE[name]))
+        worst = 0.0
+        for i in range(9001):
+            v = V * i / 9000
+            ref = f(mp.mpf(v))
+            worst = max(worst, float(abs((horner(a, v * (2 / V) - 1) - ref) / ref)))
+        out[name] = (a, worst)
+    return out
+
+
+def check(path):
+    src = open(path).read()
+    ok = True
+    for name, (a, worst) in fitted().items():
+        m = re.search(r"constexpr double k%s\[(\d+)\] = \{([^}]*)\}" % name.upper(), src)
+        if not m:
+            print(f"{path}: no array k{name.upper()}")
+            ok = False
+            continue
+        have = [float(x) for x in m.group(2).replace("\n", " ").split(",") if x.strip()]
+        if have != a:
+            print(f"{path}: k{name.upper()} differs from the fit ({len(have)} vs {len(a)} coefficients)")
+            ok = False
+        if worst > 2e-13:
+            print(f"fit {name}: max relative error {worst:.2e} > 2e-13")
+            ok = False
+    print("gelu polynomial coefficients:", "match" if ok else "MISMATCH")
+    return ok
+
+
+if len(sys.argv) == 3 and sys.argv[1] == "--check":
+    sys.exit(0 if check(sys.argv[2]) else 1)
+if len(sys.argv) != 1:
+    sys.exit("usage: fit_gelu_poly.py [--check cpu/activation.cpp]")
+for name, (a, worst) in fitted().items():
     print(f"// {name}: degree {DEGREE[name]}, max relative error {worst:.2e} (double Horner, 9001 points)")
     print(f"constexpr double k{name.upper()}[{len(a)}] = {{")
     print(",\n".join(f"    {x!r}" for x in a) + "};")
