@@ -25,13 +25,15 @@ Usage:
   make_model_fixtures.py --out DIR          write the fixtures into DIR/<name>/
   make_model_fixtures.py --check DIR [--test-binary PATH]
       regenerate into a temporary dir and compare with the committed fixtures
-      in DIR (configs equal, every tensor equal to 1e-6 relative: the same
-      torch build gives identical bits, the tolerance only absorbs BLAS
-      thread-order differences); then, with --test-binary (tests' test_models),
-      run its export case, which loads every fixture with gridlock and writes
-      it back with save_hf_model, and check that transformers'
-      from_pretrained loads each written dir and reproduces the fixture's
-      logits and loss. Exits non-zero on any mismatch.
+      in DIR (configs equal; weights and token ids bit-identical; logits and
+      loss within 1e-5, gradients within 1e-4 of each tensor's largest
+      magnitude, because another CPU's torch kernels round differently);
+      then, with --test-binary (tests' test_models), run its export case,
+      which loads every fixture with gridlock and writes it back with
+      save_hf_model, and check that transformers' from_pretrained loads each
+      written dir, holds the same weights and computes the same logits as
+      the original model, bit for bit, and the fixture's logits and loss to
+      1e-5 of scale. Exits non-zero on any mismatch.
 """
 import argparse
 import json
@@ -135,22 +137,42 @@ def generate(out_dir):
         make_fixture(name, kind, kwargs, 1234 + i, out_dir)
 
 
-def max_rel(a, b):
+# Regenerating on another CPU runs torch's f32 kernels down other code paths
+# (AVX2 against AVX-512 GEMM and reductions), which moves the computed
+# tensors by a few ulps of their scale; a stale fixture (a changed config,
+# seed, input or loss definition) moves them by order one. So what the seed
+# alone determines (weights, token ids) must be bit-identical, and computed
+# tensors must agree to this fraction of the tensor's largest magnitude, the
+# same bounds the C++ parity tests hold gridlock to (tests/models).
+def computed_tolerance(name):
+    return 1e-4 if name.startswith("grad.") else 1e-5
+
+
+def scaled_diff(a, b):
     a, b = a.double(), b.double()
-    return ((a - b).abs() / b.abs().clamp_min(1e-12)).max().item() if a.numel() else 0.0
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item() if b.numel() else 0.0
 
 
-def compare_tensors(label, got, ref, rtol, atol, errors):
+def compare_tensors(label, got, ref, computed, errors):
     if set(got) != set(ref):
         errors.append(f"{label}: tensor names differ: only new {sorted(set(got) - set(ref))}, "
                       f"only committed {sorted(set(ref) - set(got))}")
         return
+    worst = 0.0
     for k in ref:
         a, b = got[k], ref[k]
         if a.shape != b.shape or a.dtype != b.dtype:
             errors.append(f"{label}: {k}: {a.dtype}{list(a.shape)} vs committed {b.dtype}{list(b.shape)}")
-        elif not torch.allclose(a.double(), b.double(), rtol=rtol, atol=atol):
-            errors.append(f"{label}: {k}: max |diff| {(a.double() - b.double()).abs().max().item():.3e}")
+        elif not computed or not a.is_floating_point():
+            if not torch.equal(a, b):
+                errors.append(f"{label}: {k}: differs from the committed tensor (must be bit-identical)")
+        else:
+            d = scaled_diff(a, b)
+            worst = max(worst, d)
+            if not d <= computed_tolerance(k):
+                errors.append(f"{label}: {k}: max |diff| / max |committed| {d:.3e} > "
+                              f"{computed_tolerance(k):.0e}")
+    return worst
 
 
 def load_config(path):
@@ -169,10 +191,13 @@ def check_fixtures(committed, tmp, errors):
             continue
         if load_config(os.path.join(new, "config.json")) != load_config(os.path.join(old, "config.json")):
             errors.append(f"{name}: config.json differs from the committed one")
-        for f in ("model.safetensors", "fixture.safetensors"):
-            compare_tensors(f"{name}/{f}", load_file(os.path.join(new, f)),
-                            load_file(os.path.join(old, f)), 1e-6, 1e-9, errors)
-        print(f"regenerated {name}: compared with {old}")
+        compare_tensors(f"{name}/model.safetensors", load_file(os.path.join(new, "model.safetensors")),
+                        load_file(os.path.join(old, "model.safetensors")), False, errors)
+        worst = compare_tensors(f"{name}/fixture.safetensors",
+                                load_file(os.path.join(new, "fixture.safetensors")),
+                                load_file(os.path.join(old, "fixture.safetensors")), True, errors)
+        print(f"regenerated {name}: weights and ids identical, computed tensors within "
+              f"{worst or 0.0:.1e} of their scale")
 
 
 def check_export(committed, test_binary, tmp, errors):
@@ -202,11 +227,18 @@ def check_export(committed, test_binary, tmp, errors):
         fx = load_file(os.path.join(committed, name, "fixture.safetensors"))
         with torch.no_grad():
             out = model(input_ids=fx["input_ids"], labels=fx["input_ids"])
-        rl, rloss = max_rel(out.logits, fx["logits"]), max_rel(out.loss.reshape(1), fx["loss"])
-        if not torch.allclose(out.logits, fx["logits"], rtol=1e-6, atol=1e-7):
-            errors.append(f"{name}: logits of the exported model differ (max rel {rl:.3e})")
-        print(f"transformers loaded gridlock's {name}: logits max rel diff {rl:.2e}, "
-              f"loss rel diff {rloss:.2e}")
+            ref = original(input_ids=fx["input_ids"], labels=fx["input_ids"])
+        # Same weights, same process: the round trip must not move a bit.
+        if not torch.equal(out.logits, ref.logits) or not torch.equal(out.loss, ref.loss):
+            errors.append(f"{name}: the exported model's logits or loss differ from the original's")
+        # And against the committed fixture, by scale (it may come from another CPU).
+        dl = scaled_diff(out.logits, fx["logits"])
+        dloss = scaled_diff(out.loss.reshape(1), fx["loss"])
+        if not (dl <= 1e-5 and dloss <= 1e-5):
+            errors.append(f"{name}: logits of the exported model differ from the fixture "
+                          f"(max |diff| / max |logit| {dl:.3e}, loss {dloss:.3e})")
+        print(f"transformers loaded gridlock's {name}: logits identical to the original model's, "
+              f"within {dl:.2e} of the fixture's scale (loss {dloss:.2e})")
     # Models gridlock initialised itself, with the logits gridlock computed.
     made = sorted(n for n in os.listdir(export) if n.startswith("gridlock_"))
     if len(made) != 4:

@@ -21,9 +21,10 @@ double), row-major.
 Usage:
   make_optim_fixtures.py --out DIR     write DIR/optim_fixtures.json
   make_optim_fixtures.py --check DIR   regenerate and compare with the file
-                                       in DIR: same structure, numbers equal
-                                       to rel 1e-6 / abs 1e-9 (BLAS builds may
-                                       round the matmuls differently)
+                                       in DIR: same structure, each tensor's
+                                       numbers within 1e-5 of its largest
+                                       magnitude (another CPU's BLAS rounds
+                                       the matmuls differently)
 """
 import argparse
 import json
@@ -120,6 +121,19 @@ def build():
     return fx
 
 
+# Another CPU's torch kernels (AVX2 against AVX-512 matmuls) round the
+# Newton-Schulz products differently, and its five iterations amplify that
+# to about 1e-6 of the output's scale, more on its smallest elements; a stale
+# fixture (other inputs, coefficients or hyperparameters) is off by order
+# one. So a list of numbers (one tensor) is compared against its largest
+# magnitude, and everything else (structure, sizes, integers) exactly.
+SCALED_TOL = 1e-5
+
+
+def is_number_list(x):
+    return isinstance(x, list) and x and all(isinstance(v, float) for v in x)
+
+
 def compare(got, ref, path, errors):
     if isinstance(ref, dict):
         if not isinstance(got, dict) or list(got) != list(ref):
@@ -127,14 +141,22 @@ def compare(got, ref, path, errors):
             return
         for k in ref:
             compare(got[k], ref[k], f"{path}.{k}", errors)
+    elif is_number_list(ref):
+        if not is_number_list(got) or len(got) != len(ref):
+            errors.append(f"{path}: not a list of {len(ref)} numbers")
+            return
+        scale = max(abs(v) for v in ref)
+        worst = max(abs(g - r) for g, r in zip(got, ref)) / max(scale, 1e-300)
+        if not worst <= SCALED_TOL:
+            errors.append(f"{path}: max |diff| / max |committed| {worst:.3e} > {SCALED_TOL:.0e}")
     elif isinstance(ref, list):
         if not isinstance(got, list) or len(got) != len(ref):
             errors.append(f"{path}: length differs")
             return
         for i, (g, r) in enumerate(zip(got, ref)):
             compare(g, r, f"{path}[{i}]", errors)
-    elif isinstance(ref, float) and not isinstance(ref, bool):
-        if not math.isclose(got, ref, rel_tol=1e-6, abs_tol=1e-9):
+    elif isinstance(ref, float):
+        if not math.isclose(got, ref, rel_tol=SCALED_TOL, abs_tol=1e-12):
             errors.append(f"{path}: {got!r} != {ref!r}")
     elif got != ref:
         errors.append(f"{path}: {got!r} != {ref!r}")
