@@ -36,7 +36,7 @@ static void matmul_one(T* out, const T* a, const T* b, const MatmulShape& s) {
   else C.noalias() += A.transpose() * B.transpose();
 }
 
-// f32 goes to our own GEMM where the CPU has AVX-512 (cpu/sgemm.h).
+// f32 goes to our own GEMM where the CPU has AVX-512 or AVX2 (cpu/sgemm.h).
 template <class T>
 static void matmul_dispatch(T* out, const T* a, const T* b, const MatmulShape& s) {
   if constexpr (std::is_same_v<T, float>) {

@@ -1,5 +1,6 @@
-// Matrix products (CPU), row-major throughout: f32 through our AVX-512 GEMM
-// (cpu/sgemm.h) where the CPU has it, otherwise and for f64 through Eigen.
+// Matrix products (CPU), row-major throughout: f32 through our GEMM
+// (cpu/sgemm.h, AVX-512 or AVX2) where the CPU has either, otherwise and for
+// f64 through Eigen.
 //   out[b] (+)= op(a[b]) . op(b[b]),  out[b]: [M, N]
 // a[b] is [M, K] ([K, M] when trans_a), b[b] is [K, N] ([N, K] when trans_b);
 // batch strides are in elements, and a stride of 0 broadcasts that operand.

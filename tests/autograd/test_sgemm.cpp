@@ -1,20 +1,25 @@
-// Our AVX-512 SGEMM (cpu/sgemm.h) against a plain double-precision triple
-// loop: every transpose combination, sizes on and off the 12 x 32 register
-// tile and the 256-deep K block, strided operands and output, accumulate,
-// and the same bits whatever the thread count. Registered as skipped on a
-// CPU without AVX-512 (the kernel cannot run there; matmul uses Eigen).
+// Our SGEMM (cpu/sgemm.h), each kernel (AVX2, AVX-512) against a plain
+// double-precision triple loop: every transpose combination, sizes on and
+// off the register tile (6 x 16, 12 x 32) and the 256-deep K block, strided
+// operands and output, accumulate; the same bits whatever the thread count,
+// and the same bits from both kernels. A kernel this CPU cannot run is
+// registered as skipped (tests/main.cpp), never as passed.
 #include <doctest/doctest.h>
 #include <omp.h>
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "cpu/sgemm.h"
 
 namespace {
+
+using Isa = gl::cpu::SgemmIsa;
 
 struct Case {
   int64_t M, N, K;
@@ -49,10 +54,10 @@ Operands make(const Case& t, uint32_t seed) {
 
 // Largest |ours - exact| / sum_k |a b| over C, and whether anything outside
 // the M x N window of C changed.
-void check(const Case& t, uint32_t seed) {
+void check(Isa isa, const Case& t, uint32_t seed) {
   Operands o = make(t, seed);
   const std::vector<float> c0 = o.c;
-  gl::cpu::sgemm(o.g);
+  gl::cpu::sgemm(o.g, isa);
   const auto& g = o.g;
   double worst = 0;
   bool outside_touched = false;
@@ -71,7 +76,7 @@ void check(const Case& t, uint32_t seed) {
       worst = std::max(worst, std::fabs(got - s) / (mag + 1e-30));
     }
   }
-  INFO("M " << t.M << " N " << t.N << " K " << t.K << " ta " << t.ta << " tb " << t.tb
+  INFO(gl::cpu::sgemm_isa_name(isa) << " M " << t.M << " N " << t.N << " K " << t.K << " ta " << t.ta << " tb " << t.tb
             << " acc " << t.acc << " pad " << t.pad);
   // f32 summation over K <= 600 terms stays far below this; an indexing or
   // packing mistake gives errors of order 1.
@@ -79,52 +84,103 @@ void check(const Case& t, uint32_t seed) {
   CHECK_FALSE(outside_touched);
 }
 
-const bool no_avx512 = !gl::cpu::sgemm_available();
+bool lacks(Isa isa) { return !gl::cpu::sgemm_cpu_supports(isa); }
 
-}  // namespace
-
-TEST_CASE("sgemm: every transpose, edge tiles, K blocks, accumulate" * doctest::skip(no_avx512)) {
-  const int64_t sizes[] = {1, 11, 12, 13, 32, 33, 100};
-  const int64_t depths[] = {1, 5, 16, 255, 256, 257, 600};
+void every_transpose(Isa isa) {
+  const int64_t sizes[] = {1, 5, 6, 7, 11, 12, 13, 16, 17, 32, 33, 100};
+  const int64_t depths[] = {1, 5, 8, 16, 255, 256, 257, 600};
   uint32_t seed = 1;
   for (int64_t M : sizes)
     for (int64_t N : sizes)
       for (int64_t K : depths)
-        for (int f = 0; f < 8; ++f) check({M, N, K, bool(f & 1), bool(f & 2), bool(f & 4)}, seed++);
+        for (int f = 0; f < 8; ++f)
+          check(isa, {M, N, K, bool(f & 1), bool(f & 2), bool(f & 4)}, seed++);
 }
 
-TEST_CASE("sgemm: strided operands and output, model-sized products" * doctest::skip(no_avx512)) {
-  for (int f = 0; f < 8; ++f) check({45, 70, 300, bool(f & 1), bool(f & 2), bool(f & 4), 7}, 100 + f);
-  check({256, 768, 300, false, true, false}, 200);   // a linear: x . W^T
-  check({300, 96, 520, true, false, true}, 201);     // a weight gradient, accumulated
-  // Past one 516-row A block and one 512-column B block, so that both loop
-  // orders (A outer for short wide products, B outer otherwise) run over
-  // several blocks, with partial last panels read from strided A.
-  check({530, 1100, 300, false, true, false, 3}, 202);  // a vocabulary head, padded rows
-  check({1100, 530, 260, true, false, true}, 203);      // k-major A, accumulated
-  check({20, 2100, 270, false, true, true}, 204);       // wide and short: A outer
-  check({1033, 45, 300, false, false, false}, 205);     // tall and narrow
+void strided_and_model_sized(Isa isa) {
+  for (int f = 0; f < 8; ++f)
+    check(isa, {45, 70, 300, bool(f & 1), bool(f & 2), bool(f & 4), 7}, 100 + f);
+  check(isa, {256, 768, 300, false, true, false}, 200);  // a linear: x . W^T
+  check(isa, {300, 96, 520, true, false, true}, 201);    // a weight gradient, accumulated
+  // Past one A block (516 rows in the A-outer order) and one B block (256
+  // or 512 columns), so that both loop orders (A outer for short wide
+  // products, B outer otherwise) run over several blocks, with partial last
+  // panels read from strided A.
+  check(isa, {530, 1100, 300, false, true, false, 3}, 202);  // a vocabulary head, padded rows
+  check(isa, {1100, 530, 260, true, false, true}, 203);      // k-major A, accumulated
+  check(isa, {20, 2100, 270, false, true, true}, 204);       // wide and short: A outer
+  check(isa, {1033, 45, 300, false, false, false}, 205);     // tall and narrow
 }
 
-TEST_CASE("sgemm: K = 0 leaves C or zeroes it" * doctest::skip(no_avx512)) {
+void k_zero(Isa isa) {
   for (bool acc : {false, true}) {
     Operands o = make({5, 40, 0, false, false, acc}, 7);
     const std::vector<float> c0 = o.c;
-    gl::cpu::sgemm(o.g);
+    gl::cpu::sgemm(o.g, isa);
     for (size_t i = 0; i < o.c.size(); ++i) CHECK(o.c[i] == (acc ? c0[i] : 0.f));
   }
 }
 
-TEST_CASE("sgemm: bit-identical with 1 and 2 threads" * doctest::skip(no_avx512)) {
+void thread_count_independent(Isa isa) {
   const int saved = omp_get_max_threads();
   for (const Case& t : {Case{200, 300, 700, false, true, false}, Case{5, 1000, 300, true, false, true},
                         Case{500, 20, 300, false, false, false}}) {
     Operands one = make(t, 11), two = make(t, 11);
     omp_set_num_threads(1);
-    gl::cpu::sgemm(one.g);
+    gl::cpu::sgemm(one.g, isa);
     omp_set_num_threads(2);
-    gl::cpu::sgemm(two.g);
+    gl::cpu::sgemm(two.g, isa);
     CHECK(std::memcmp(one.c.data(), two.c.data(), sizeof(float) * one.c.size()) == 0);
   }
   omp_set_num_threads(saved);
+}
+
+}  // namespace
+
+#define SGEMM_KERNEL_CASES(ISA, NAME)                                                             \
+  TEST_CASE("sgemm " NAME ": every transpose, edge tiles, K blocks, accumulate" *                 \
+            doctest::skip(lacks(ISA))) {                                                          \
+    every_transpose(ISA);                                                                         \
+  }                                                                                               \
+  TEST_CASE("sgemm " NAME ": strided operands and output, model-sized products" *                 \
+            doctest::skip(lacks(ISA))) {                                                          \
+    strided_and_model_sized(ISA);                                                                 \
+  }                                                                                               \
+  TEST_CASE("sgemm " NAME ": K = 0 leaves C or zeroes it" * doctest::skip(lacks(ISA))) {          \
+    k_zero(ISA);                                                                                  \
+  }                                                                                               \
+  TEST_CASE("sgemm " NAME ": bit-identical with 1 and 2 threads" * doctest::skip(lacks(ISA))) {   \
+    thread_count_independent(ISA);                                                                \
+  }
+
+SGEMM_KERNEL_CASES(Isa::Avx2, "avx2")
+SGEMM_KERNEL_CASES(Isa::Avx512, "avx512")
+
+// Both kernels run the same chain of fused multiply-adds per C element
+// (the K block is shared, cpu/sgemm_detail.h), so their bits agree.
+TEST_CASE("sgemm: the AVX2 and AVX-512 kernels give the same bits" *
+          doctest::skip(lacks(Isa::Avx2) || lacks(Isa::Avx512))) {
+  for (const Case& t : {Case{200, 300, 700, false, true, false}, Case{37, 1000, 300, true, false, true},
+                        Case{530, 77, 513, false, false, false, 5}, Case{13, 45, 9, true, true, true}}) {
+    Operands a = make(t, 21), b = make(t, 21);
+    gl::cpu::sgemm(a.g, Isa::Avx2);
+    gl::cpu::sgemm(b.g, Isa::Avx512);
+    CHECK(std::memcmp(a.c.data(), b.c.data(), sizeof(float) * a.c.size()) == 0);
+  }
+}
+
+TEST_CASE("sgemm: GRIDLOCK_GEMM picks the kernel, the best the CPU has by default") {
+  // sgemm_isa() reads the environment once per process: ctest runs this
+  // case in a process of its own, with whatever GRIDLOCK_GEMM the caller set.
+  const char* env = std::getenv("GRIDLOCK_GEMM");
+  const Isa isa = gl::cpu::sgemm_isa();
+  if (env == nullptr) {
+    const Isa best = !lacks(Isa::Avx512) ? Isa::Avx512 : !lacks(Isa::Avx2) ? Isa::Avx2 : Isa::None;
+    CHECK(isa == best);
+  } else if (std::string(env) == "eigen") {
+    CHECK(isa == Isa::None);
+  }
+  CHECK(gl::cpu::sgemm_available() == (isa != Isa::None));
+  CHECK_THROWS_WITH_AS(gl::cpu::sgemm(Operands{}.g, Isa::None),
+                       doctest::Contains("kernel none is not supported"), std::exception);
 }
