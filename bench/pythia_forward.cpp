@@ -96,9 +96,10 @@ int main(int argc, char** argv) try {
     double g[3];
     for (int i = 0; i < 3; ++i) g[i] = sgemm_gflops(M, shapes[i][0], shapes[i][1], 5, own);
     const double ceiling = std::max(g[0], std::max(g[1], g[2]));
-    std::printf("{\"bench\":\"%s_sgemm_ceiling\",\"gflops_h_to_4h\":%.1f,\"gflops_4h_to_h\":%.1f,"
+    std::printf("{\"bench\":\"%s_sgemm_ceiling\",\"kernel\":\"%s\",\"gflops_h_to_4h\":%.1f,\"gflops_4h_to_h\":%.1f,"
                 "\"gflops_qkv\":%.1f,\"ceiling_gflops\":%.1f,\"forward_fraction_of_ceiling\":%.3f}\n",
-                own ? "gridlock" : "eigen", g[0], g[1], g[2], ceiling,
+                own ? "gridlock" : "eigen", own ? cpu::sgemm_isa_name(cpu::sgemm_isa()) : "eigen",
+                g[0], g[1], g[2], ceiling,
                 flops / s.best / 1e9 / ceiling);
   }
   return 0;

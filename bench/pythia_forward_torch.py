@@ -3,9 +3,9 @@
 torch.inference_mode. Prints one JSON line like the C++ program.
 
 Run it the way PyTorch is fastest here (bench/pythia_forward.sh does):
-OPENBLAS_CORETYPE=SkylakeX (Debian's OpenBLAS otherwise picks SSE3 kernels on
-these Xeons), OMP_WAIT_POLICY=PASSIVE, tcmalloc preloaded, /usr/bin/python3
-(Debian's python3-torch)."""
+bench/torch_peer.sh says how (OpenBLAS's AVX-512 kernels forced where the CPU
+has them, OMP_WAIT_POLICY=PASSIVE, tcmalloc preloaded, /usr/bin/python3 with
+Debian's python3-torch)."""
 import argparse
 import json
 import math

@@ -8,9 +8,8 @@
 #   bench/train_bench.sh [PRESET=tiny] [ROUNDS=3] [BUILD_DIR=build] [STEPS]
 # PRESET tiny: recipes/tiny.yaml's model, T 256, B 8 (STEPS default 10);
 # PRESET pythia-160m: T 256, B 4 (STEPS default 4; slow).
-# Each side at its best: PyTorch as Debian's python3-torch under
-# /usr/bin/python3 with OPENBLAS_CORETYPE=SkylakeX, OMP_WAIT_POLICY=PASSIVE
-# and tcmalloc preloaded (PyTorch command only); gridlock with
+# Each side at its best: PyTorch as bench/torch_peer.sh runs it (settings
+# applied to the PyTorch command only); gridlock with
 # OMP_WAIT_POLICY=ACTIVE (its many short parallel regions gain ~15% from
 # spinning workers on idle cores). When other jobs share the 2 cores,
 # spinning loses time slices and gridlock drops 2-4x: run with
@@ -24,13 +23,7 @@ case "$preset" in
   pythia-160m) seq=256 batch=4 steps="${4:-4}" ;;
   *) echo "train_bench.sh: PRESET must be tiny or pythia-160m, got '$preset'" >&2; exit 2 ;;
 esac
-tcmalloc=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
-# Without OpenBLAS, Debian's torch falls back to the reference BLAS (about
-# 30x slower): the peer would not be at its best.
-for pkg in libtcmalloc-minimal4 libopenblas0-pthread python3-torch; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" ||
-    { echo "train_bench.sh: apt-get install -y $pkg" >&2; exit 1; }
-done
+source "$(dirname "${BASH_SOURCE[0]}")/torch_peer.sh"
 [[ -x "$build/bench/gridlock_bench_train" ]] ||
   { echo "train_bench.sh: $build/bench/gridlock_bench_train not built" >&2; exit 1; }
 args=(--preset "$preset" --seq "$seq" --batch "$batch" --steps "$steps" --warmup 2)
@@ -39,8 +32,7 @@ trap 'rm -f "$log"' EXIT
 for r in $(seq "$rounds"); do
   OMP_NUM_THREADS=2 OMP_WAIT_POLICY="${GRIDLOCK_WAIT_POLICY:-ACTIVE}" \
     "$build/bench/gridlock_bench_train" "${args[@]}" | tee -a "$log"
-  OPENBLAS_CORETYPE=SkylakeX OMP_WAIT_POLICY=PASSIVE LD_PRELOAD="$tcmalloc" \
-    /usr/bin/python3 bench/train_torch.py "${args[@]}" --threads 2 | tee -a "$log"
+  torch_peer bench/train_torch.py "${args[@]}" --threads 2 | tee -a "$log"
 done
 # Ratio line: median over rounds of each side's median tokens/s.
 /usr/bin/python3 - "$log" <<'PY'

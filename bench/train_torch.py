@@ -14,8 +14,9 @@ torch 1.13 has no scaled_dot_product_attention: attention is the explicit
 masked softmax, as transformers' GPT-NeoX does.
 
 Run it the way PyTorch is fastest here (bench/train_bench.sh does):
-OPENBLAS_CORETYPE=SkylakeX, OMP_WAIT_POLICY=PASSIVE, tcmalloc preloaded,
-/usr/bin/python3 (Debian's python3-torch), --threads 2."""
+bench/torch_peer.sh says how (OpenBLAS's AVX-512 kernels forced where the CPU
+has them, OMP_WAIT_POLICY=PASSIVE, tcmalloc preloaded, /usr/bin/python3 with
+Debian's python3-torch), --threads 2."""
 import argparse
 import json
 import math
