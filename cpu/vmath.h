@@ -29,14 +29,22 @@
 
 namespace gl::cpu {
 
-// 2^k for an integer-valued double k in [-2044, 2046] (two normal factors,
-// so k below -1022 still scales correctly into the subnormal range or 0).
+// 2^k for an integer-valued double k in [-2044, 2046], as the product of
+// two normal powers of two 2^k1 2^k2 (k1 + k2 = k), so k below -1022 still
+// scales correctly into the subnormal range or 0 (the product is the same
+// double whichever split is used). The integer work is done on the bits of
+// k1 + 1.5 * 2^52, whose low mantissa bits hold k1: a double to int64
+// conversion has no vector instruction before AVX-512DQ, and with one the
+// callers' loops stayed scalar on AVX2 machines.
 GL_VMATH_INLINE double pow2_int(double k) {
-  const int64_t ki = int64_t(k);
-  const int64_t k1 = ki >> 1, k2 = ki - k1;
-  const int64_t b1 = (k1 + 1023) << 52, b2 = (k2 + 1023) << 52;
+  constexpr double kShift = 6755399441055744.0;  // 1.5 * 2^52
+  const double k1 = (k * 0.5 + kShift) - kShift;  // k / 2 rounded to an integer
+  const double k2 = k - k1;                       // exact
+  const uint64_t shift = __builtin_bit_cast(uint64_t, kShift);
   // __builtin_bit_cast (std::bit_cast before C++20) keeps the bits in
   // registers; a memcpy through the stack stops GCC's vectoriser.
+  const uint64_t b1 = (__builtin_bit_cast(uint64_t, k1 + kShift) - shift + 1023) << 52;
+  const uint64_t b2 = (__builtin_bit_cast(uint64_t, k2 + kShift) - shift + 1023) << 52;
   return __builtin_bit_cast(double, b1) * __builtin_bit_cast(double, b2);
 }
 
@@ -51,6 +59,11 @@ GL_VMATH_INLINE double exp_d(double x) {
   // a float mask selecting doubles defeats if-conversion, so the caller's
   // loop silently stayed scalar (attention's softmax ran 8x slower). x + 0.0
   // cannot be folded away (it maps -0.0 to +0.0, harmless here: exp(0) = 1).
+  // The clamp's top arm computes 2^512 * 2^512 = inf from constants, which
+  // GCC deems "could trap" under its default -ftrapping-math; without
+  // AVX-512's masked arithmetic that arm is then not if-converted, so the
+  // build compiles with -fno-trapping-math (CMakeLists.txt says why that
+  // changes no value).
   const double x0 = x + 0.0;
   const double xc = x0 < -746.0 ? -746.0 : (x0 > 710.0 ? 710.0 : x0);
   // Round to nearest by adding and subtracting 1.5 * 2^52 (std::floor is
