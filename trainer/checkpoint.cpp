@@ -133,6 +133,10 @@ std::string write_checkpoint(const fs::path& root, const std::string& run_dir, c
   Json recent = Json::array();
   for (double x : state.recent_losses) recent.push_back(x);  // %.17g: round-trips exactly
   j.set("recent_losses", recent);
+  if (state.loss_scale.scale > 0) {
+    j.set("loss_scale", state.loss_scale.scale);
+    j.set("loss_scale_good_steps", state.loss_scale.good_steps);
+  }
   j.set("rng", "philox keyed by (seed, step): no state beyond the step");
   write_text((tmp / "trainer_state.json").string(), j.dump(2) + "\n");
   for (const auto& e : fs::directory_iterator(tmp)) fsync_path(e.path().string());
@@ -205,6 +209,11 @@ CheckpointContents load_checkpoint(const std::string& dir) {
   if (j.contains("recent_losses"))
     for (const Json& x : j.at("recent_losses").as_array(sfile + ": recent_losses"))
       c.state.recent_losses.push_back(x.as_double(sfile + ": recent_losses"));
+  if (j.contains("loss_scale")) {
+    c.state.loss_scale.scale = j.at("loss_scale", sfile).as_double(sfile + ": loss_scale");
+    c.state.loss_scale.good_steps = json_int(j, "loss_scale_good_steps", sfile);
+    check_loss_scale(c.state.loss_scale, sfile.c_str());
+  }
   GL_CHECK(c.state.lr_scale > 0 && c.state.rollbacks >= 0, sfile, ": lr_scale or rollbacks out of range");
   GL_CHECK(c.state.step >= 0 && c.state.global_batch > 0 && c.state.world_size > 0, sfile,
            ": step, global_batch or world_size out of range");

@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "models/model.h"
+#include "optim/loss_scaler.h"
 #include "optim/optimizer.h"
 
 namespace gl {
@@ -62,6 +63,9 @@ struct TrainerState {
   // losses, oldest first (saved so that a resumed run detects exactly what
   // the uninterrupted one would). Optional in the file (default empty).
   std::vector<double> recent_losses;
+  // run.precision = f16: the dynamic loss scale (optim/loss_scaler.h);
+  // scale 0 when there is none. Optional in the file.
+  LossScale loss_scale{0.0, 0};
 };
 
 std::string checkpoint_dir_name(int64_t step);  // "step-00000500"

@@ -59,6 +59,17 @@ std::vector<RecipeKey> build_schema() {
       choice("run.device", {"cpu", "cuda"}, "where the model trains"),
       key("run.tf32", T::BOOL, "false",
           "cuda: f32 matrix products on the tensor cores in TF32 (~3e-4 relative error; off: exact f32)"),
+      choice("run.precision", {"f32", "bf16", "f16"},
+             "matrix products (matmul, linear; forward and backward) round both operands to bf16/f16 and "
+             "accumulate in f32, as torch.autocast; weights, gradients, optimizer state and all other ops stay "
+             "f32. f16 adds dynamic loss scaling. cuda: tensor cores through cuBLASLt; cpu: the same rounding "
+             "emulated (same numbers, not faster)"),
+      ranged(key("run.loss_scale_init", T::FLOAT, "65536",
+                 "run.precision f16: the initial dynamic loss scale (torch GradScaler's 2^16)"),
+             1, kInf),
+      ranged(key("run.loss_scale_growth_interval", T::INT, "2000",
+                 "run.precision f16: finite steps in a row before the loss scale doubles"),
+             1, kInf),
 
       choice("model.preset",
              {"pythia-14m", "pythia-31m", "pythia-70m", "pythia-160m", "pythia-410m", "pythia-1b", "gpt2"},
@@ -623,6 +634,19 @@ ModelConfig Recipe::model_config() const {
 
 // Cross-key checks; each error names the location of the key that set the value.
 void Recipe::validate() const {
+  const std::string& precision = get_string("run.precision");
+  if (precision != "f32" && get_string("model.dtype") != "f32")
+    fail(origin("run.precision"), str("run.precision: ", precision, " needs model.dtype: f32 (the master ",
+                                      "weights are f32; f64 products are never rounded), got ",
+                                      get_string("model.dtype")));
+  // Compared with the defaults, not by origin: a resolved recipe sets every key.
+  if (precision != "f16" && (get_float("run.loss_scale_init") != 65536.0 ||
+                             get_int("run.loss_scale_growth_interval") != 2000)) {
+    const char* k = get_float("run.loss_scale_init") != 65536.0 ? "run.loss_scale_init"
+                                                                 : "run.loss_scale_growth_interval";
+    fail(origin(k), str(k, ": loss scaling applies only with run.precision: f16 (this recipe has ", precision,
+                        ")"));
+  }
   if (get_floats("optim.betas").size() != 2)
     fail(origin("optim.betas"), str("optim.betas: expected 2 values (beta1, beta2), got ",
                                     get_floats("optim.betas").size()));

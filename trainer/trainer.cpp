@@ -28,6 +28,7 @@
 #endif
 
 #include "autograd/ops/elementwise.h"
+#include "autograd/ops/matmul.h"
 #include "core/error.h"
 #include "data/corpus.h"
 #include "data/token_shard.h"
@@ -180,7 +181,20 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
   std::unique_ptr<WeightAverager> avg;
   if (r.has_averaging()) avg = std::make_unique<WeightAverager>(r.averaging_spec());
 
+  // run.precision: the products' rounding during training forward and
+  // backward (evaluation and the probe stay f32); f16 brings a loss scale.
+  const MatmulPrecision precision = matmul_precision_from_name(r.get_string("run.precision"));
+  const bool scaled = precision == MatmulPrecision::F16;
+  const int64_t scale_growth = r.get_int("run.loss_scale_growth_interval");
+  auto fix_loss_scale = [&](TrainerState& t) {
+    // A checkpoint of an f32/bf16 run resumed in f16 starts at the initial
+    // scale; an f16 checkpoint resumed without f16 drops its scale.
+    if (!scaled) t.loss_scale = LossScale{0.0, 0};
+    else if (t.loss_scale.scale == 0) t.loss_scale = LossScale{r.get_float("run.loss_scale_init"), 0};
+  };
+
   TrainerState st;
+  fix_loss_scale(st);
   st.global_batch = B * accum * W;
   st.world_size = W;
   st.seed = r.get_int("run.seed");
@@ -212,6 +226,7 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
                ": QAT scale ", p.name, " missing or of another shape");
       Var(p.var).mutable_value().copy_(it->second);
     }
+    fix_loss_scale(c.state);
     return c.state;
   };
   if (!resume_dir.empty()) {
@@ -271,6 +286,8 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
 
   // Mean loss over the global batch of step s; leaves the mean gradient.
   auto forward_backward = [&](int64_t s) {
+    const MatmulPrecisionGuard products(precision);
+    const double loss_scale = scaled ? st.loss_scale.scale : 1.0;
     double loss_sum = 0;
     for (int64_t m = 0; m < accum; ++m) {
       Batch b;
@@ -294,7 +311,8 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
         loss = kd_alpha == 1.0 ? kd
                                : add(scale(kd, kd_alpha), scale(cross_entropy(lg, b.targets), 1.0 - kd_alpha));
       }
-      loss.backward();
+      if (loss_scale != 1.0) scale(loss, loss_scale).backward();
+      else loss.backward();
       loss_sum += loss.value().item();
       if (hooks.after_backward) hooks.after_backward(s, params);
       if (fault_now("nan_grad", faults.nan_grad, s + 1)) {
@@ -304,7 +322,8 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
         g.copy_(h);
       }
     }
-    if (accum > 1) scale_grads(params, 1.0 / double(accum));
+    // The mean over micro-batches and the loss scale come off together.
+    if (accum > 1 || loss_scale != 1.0) scale_grads(params, 1.0 / (double(accum) * loss_scale));
     double l[1] = {loss_sum / double(accum)};
     if (fault_now("inf_loss", faults.inf_loss, s + 1)) l[0] = std::numeric_limits<double>::infinity();
     if (W > 1) {
@@ -536,6 +555,12 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
     }
     if (usable) gnorm = clip > 0 ? clip_grad_norm(params, clip) : grad_norm(params);
     const bool finite = std::isfinite(loss) && std::isfinite(gnorm);
+    // f16: a non-finite gradient under a finite loss is first taken for an
+    // overflow of the scaled backward (skip, halve the scale). A non-finite
+    // loss is the forward's, which no loss scale cures.
+    const double scale_before = st.loss_scale.scale;
+    const bool backoff = scaled && std::isfinite(loss) &&
+                         loss_scale_overflowed(st.loss_scale, scale_growth, std::isfinite(gnorm));
     // A bad step: non-finite, or a spike over the running mean of accepted losses.
     std::string event, detail, action;
     std::vector<double>& recent = st.recent_losses;  // the spike detector's window (checkpointed)
@@ -543,7 +568,12 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
     double mean = 0;
     for (double x : recent) mean += x;
     mean /= double(std::max<size_t>(recent.size(), 1));
-    if (!finite) {
+    if (backoff) {
+      event = "loss_scale_backoff";
+      detail = "gradient norm " + std::to_string(gnorm) + " at loss scale " + std::to_string(scale_before) +
+               ", scale now " + std::to_string(st.loss_scale.scale);
+      action = "skip";
+    } else if (!finite) {
       event = !std::isfinite(loss) ? "nonfinite_loss" : "nonfinite_grad";
       detail = !std::isfinite(loss) ? "loss " + std::to_string(loss) : "gradient norm " + std::to_string(gnorm);
       action = on_nonfinite;
@@ -555,7 +585,9 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
     }
     const bool applied = event.empty();
     if (!applied) {
-      const char* key = event == "loss_spike" ? "train.on_spike" : "train.on_nonfinite";
+      const char* key = event == "loss_spike"           ? "train.on_spike"
+                        : event == "loss_scale_backoff" ? "run.precision=f16"
+                                                        : "train.on_nonfinite";
       if (o.sam && o.sam->ascended()) {
         // Put w back without an update: dropping the grads first makes the
         // base optimizer skip every param (its state does not move either).
@@ -572,7 +604,7 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
         rec.set("event", event);
         rec.set("action", action);
         rec.set("detail", detail);
-        rec.set("value", event == "nonfinite_grad" ? gnorm : loss);
+        rec.set("value", event == "nonfinite_grad" || event == "loss_scale_backoff" ? gnorm : loss);
         metrics->append(rec);
       }
       if (action == "stop") {
@@ -644,6 +676,7 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
         rec.set("grad_norm", gnorm);
         rec.set("tokens", st.tokens);
         rec.set("tokens_per_s", tps);
+        if (scaled) rec.set("loss_scale", st.loss_scale.scale);
         rec.set("elapsed_s", st.elapsed_s);
         if (!applied) rec.set("skipped", true);
         metrics->append(rec);

@@ -11,6 +11,23 @@
 
 namespace gl {
 
+namespace {
+thread_local MatmulPrecision t_precision = MatmulPrecision::F32;
+}  // namespace
+
+MatmulPrecision matmul_precision() { return t_precision; }
+MatmulPrecision matmul_precision_from_name(const std::string& name) {
+  if (name == "f32") return MatmulPrecision::F32;
+  if (name == "bf16") return MatmulPrecision::BF16;
+  if (name == "f16") return MatmulPrecision::F16;
+  GL_CHECK(false, "matmul precision '", name, "' unknown; use f32, bf16 or f16");
+  return MatmulPrecision::F32;
+}
+MatmulPrecisionGuard::MatmulPrecisionGuard(MatmulPrecision p) : previous_(t_precision) {
+  t_precision = p;
+}
+MatmulPrecisionGuard::~MatmulPrecisionGuard() { t_precision = previous_; }
+
 Tensor matmul_tensor(const Tensor& a_in, const Tensor& b_in, bool trans_a, bool trans_b) {
   check_same("matmul", a_in, b_in, "b");
   GL_CHECK(a_in.dim() >= 2 && b_in.dim() >= 2, "matmul: needs at least 2-D inputs, got ",
@@ -41,6 +58,23 @@ Tensor matmul_tensor(const Tensor& a_in, const Tensor& b_in, bool trans_a, bool 
   out_shape.push_back(trans_a ? a.size(-1) : a.size(-2));
   out_shape.push_back(s.N);
   Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
+  if (t_precision != MatmulPrecision::F32 && a.dtype() == DType::F32) {
+    const DType half = t_precision == MatmulPrecision::BF16 ? DType::BF16 : DType::F16;
+    const Tensor a16 = a.to(half), b16 = b.to(half);
+    if (a.device().is_cuda()) {
+#if GRIDLOCK_CUDA
+      cuda::DeviceGuard guard(a.device().index);
+      cuda::matmul_forward_lowp(out.data<float>(), a16.data_ptr(), b16.data_ptr(),
+                                half == DType::F16, s);
+#else
+      GL_CHECK(false, "matmul: CUDA tensor in a build without CUDA");
+#endif
+    } else {
+      const Tensor ar = a16.to(DType::F32), br = b16.to(DType::F32);
+      cpu::matmul_forward<float>(out.data<float>(), ar.data<float>(), br.data<float>(), s);
+    }
+    return out;
+  }
   dispatch("matmul", a,
       [&](auto t) {
         using T = decltype(t);

@@ -8,6 +8,30 @@
 
 namespace gl {
 
+// Mixed-precision products (run.precision), as torch.autocast does for
+// matmul and linear: with BF16 or F16 in force, an f32 product rounds both
+// operands to that type (round to nearest even) and accumulates in f32 into
+// an f32 result; forward and backward products alike. Nothing else changes:
+// weights, gradients, optimizer state and every other op stay f32. On CUDA
+// the rounded operands go to the tensor cores through cuBLASLt; on a CPU the
+// same rounding is emulated before the f32 GEMM (no faster, but the same
+// numbers up to summation order, so it is the reference for the GPU path
+// and lets the numerics be studied anywhere). f64 products are never
+// rounded. The setting is per thread and scoped.
+enum class MatmulPrecision { F32, BF16, F16 };
+MatmulPrecision matmul_precision();
+MatmulPrecision matmul_precision_from_name(const std::string& name);  // "f32", "bf16", "f16"
+class MatmulPrecisionGuard {
+ public:
+  explicit MatmulPrecisionGuard(MatmulPrecision p);
+  ~MatmulPrecisionGuard();
+  MatmulPrecisionGuard(const MatmulPrecisionGuard&) = delete;
+  MatmulPrecisionGuard& operator=(const MatmulPrecisionGuard&) = delete;
+
+ private:
+  MatmulPrecision previous_;
+};
+
 Tensor matmul_tensor(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
 
 Var matmul(const Var& a, const Var& b, bool trans_a = false, bool trans_b = false);

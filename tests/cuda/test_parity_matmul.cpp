@@ -39,6 +39,28 @@ TEST_CASE("cuda parity: matmul forward and gradients") {
     }
 }
 
+// run.precision bf16/f16: cuBLASLt on bf16/f16 operands against the CPU's
+// emulation (the same rounded operands, f32 sums in another order), so the
+// f32 tolerance above holds; an operand rounded on one side only would miss
+// it by ~1e-3. Odd sizes that fit no tile, batched products, and a 2-D
+// operand shared by a batch with trans_a (one cuBLASLt call per entry).
+TEST_CASE("cuda parity: bf16 and f16 products through cuBLASLt") {
+  for (MatmulPrecision p : {MatmulPrecision::BF16, MatmulPrecision::F16}) {
+    const MatmulPrecisionGuard guard(p);
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        CHECK(parity_matmul(ta ? Shape{33, 17} : Shape{17, 33}, tb ? Shape{65, 33} : Shape{33, 65},
+                            ta, tb, 50));
+        CHECK(parity_matmul(ta ? Shape{3, 5, 64} : Shape{3, 64, 5},
+                            tb ? Shape{3, 7, 5} : Shape{3, 5, 7}, ta, tb, 60));
+        CHECK(parity_matmul(ta ? Shape{2, 129, 31} : Shape{2, 31, 129},
+                            tb ? Shape{257, 129} : Shape{129, 257}, ta, tb, 70));
+        CHECK(parity_matmul(ta ? Shape{768, 512} : Shape{512, 768},
+                            tb ? Shape{2304, 768} : Shape{768, 2304}, ta, tb, 80));
+      }
+  }
+}
+
 TEST_CASE("cuda parity: f64 matmul and row sums") {
   const Tensor a = rand({67, 300}, 1), b = rand({300, 45}, 2);
   CHECK(check_close("f64 matmul", matmul_tensor(a.to(Device::cuda()), b.to(Device::cuda())),

@@ -1,12 +1,14 @@
 // Optimizers against hand-computed steps (plain doubles, the formulas of the
 // optim/*.h header comments), SAM's ascend/restore exactness, global-norm
-// clipping, parameter groups on a tiny GPT-NeoX, and state save/load.
+// clipping, parameter groups on a tiny GPT-NeoX, state save/load, and the
+// f16 loss-scale rule.
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <vector>
 
 #include "optim/adamw.h"
+#include "optim/loss_scaler.h"
 #include "optim/muon.h"
 #include "optim/sam.h"
 #include "optim/sgd.h"
@@ -354,4 +356,35 @@ TEST_CASE("errors: CUDA-free refusal message, mismatched state, zero_grad") {
   CHECK_THROWS_AS(adamw_update(pi, pi, pi, pi, AdamWHyper{}), Error);
   opt.zero_grad();
   CHECK(!w.var.grad().defined());
+}
+
+TEST_CASE("loss scale: halves on overflow, doubles after growth_interval finite steps, floor 1") {
+  LossScale s{1024.0, 0};
+  // Three finite steps with interval 3: doubles on the third, count restarts.
+  CHECK_FALSE(loss_scale_overflowed(s, 3, true));
+  CHECK_FALSE(loss_scale_overflowed(s, 3, true));
+  CHECK(s.scale == 1024.0);
+  CHECK(s.good_steps == 2);
+  CHECK_FALSE(loss_scale_overflowed(s, 3, true));
+  CHECK(s.scale == 2048.0);
+  CHECK(s.good_steps == 0);
+  // An overflow halves and resets the count of finite steps.
+  CHECK_FALSE(loss_scale_overflowed(s, 3, true));
+  CHECK(loss_scale_overflowed(s, 3, false));
+  CHECK(s.scale == 1024.0);
+  CHECK(s.good_steps == 0);
+  // Down to 1; a non-finite gradient at 1 is not an overflow to retry.
+  LossScale low{2.0, 0};
+  CHECK(loss_scale_overflowed(low, 3, false));
+  CHECK(low.scale == 1.0);
+  CHECK_FALSE(loss_scale_overflowed(low, 3, false));
+  CHECK(low.scale == 1.0);
+  // Growth stops short of overflowing the double.
+  LossScale top{std::ldexp(1.0, 1023), 0};
+  CHECK_FALSE(loss_scale_overflowed(top, 1, true));
+  CHECK(top.scale == std::ldexp(1.0, 1023));
+  CHECK_THROWS_WITH_AS(check_loss_scale(LossScale{0.5, 0}, "state.json"),
+                       doctest::Contains("state.json: loss scale state out of range"), Error);
+  CHECK_THROWS_WITH_AS(check_loss_scale(LossScale{4.0, -1}, "state.json"), doctest::Contains("good steps -1"),
+                       Error);
 }

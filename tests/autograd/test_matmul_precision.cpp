@@ -1,0 +1,136 @@
+// run.precision (autograd/ops/matmul.h): under bf16/f16 an f32 product
+// rounds both operands to nearest even and accumulates in f32. References
+// here are independent of core/dtype.h's converters: bf16 rounding by
+// choosing the nearer of the two truncation neighbours, f16 by the
+// compiler's _Float16 conversion, the products by a double triple loop.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "tests/testing.h"
+
+using namespace gl;
+using namespace gl::testing;
+
+namespace {
+
+float as_float(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// The two bf16 values around x are x's bits truncated to the top 16 and the
+// next one up in magnitude; the nearer wins, a tie goes to the even one.
+float ref_bf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  const uint32_t lo = u & 0xffff0000u, hi = lo + 0x10000u;
+  const double dl = std::fabs(double(x) - double(as_float(lo)));
+  const double dh = std::fabs(double(as_float(hi)) - double(x));
+  if (dl != dh) return dl < dh ? as_float(lo) : as_float(hi);
+  return ((lo >> 16) & 1u) == 0 ? as_float(lo) : as_float(hi);
+}
+float ref_f16(float x) { return float(static_cast<_Float16>(x)); }
+
+// Row-major [M, K] x [K, N] (after transposes) in double from rounded operands.
+std::vector<double> ref_product(const Tensor& a, const Tensor& b, bool ta, bool tb, float (*round)(float)) {
+  const std::vector<double> av = a.to_vector(), bv = b.to_vector();
+  const int64_t M = ta ? a.size(1) : a.size(0), K = ta ? a.size(0) : a.size(1);
+  const int64_t N = tb ? b.size(0) : b.size(1);
+  std::vector<double> out(size_t(M * N), 0.0);
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      double acc = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        const double x = round(float(av[size_t(ta ? k * M + i : i * K + k)]));
+        const double y = round(float(bv[size_t(tb ? j * K + k : k * N + j)]));
+        acc += x * y;
+      }
+      out[size_t(i * N + j)] = acc;
+    }
+  return out;
+}
+
+// Largest |x - y| relative to the largest |y|.
+double rel_diff(const std::vector<double>& x, const std::vector<double>& y) {
+  double worst = 0, scale = 1e-30;
+  for (size_t i = 0; i < y.size(); ++i) {
+    worst = std::max(worst, std::fabs(x[i] - y[i]));
+    scale = std::max(scale, std::fabs(y[i]));
+  }
+  return worst / scale;
+}
+
+}  // namespace
+
+TEST_CASE("matmul precision: bf16 and f16 products round both operands, accumulate in f32") {
+  struct Mode {
+    MatmulPrecision p;
+    float (*round)(float);
+    std::string name;
+  };
+  for (const Mode& m : {Mode{MatmulPrecision::BF16, ref_bf16, "bf16"}, Mode{MatmulPrecision::F16, ref_f16, "f16"}})
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        CAPTURE(m.name);
+        CAPTURE(ta);
+        CAPTURE(tb);
+        const int64_t M = 37, K = 300, N = 29;
+        const Tensor a = rand(ta ? Shape{K, M} : Shape{M, K}, 11, DType::F32);
+        const Tensor b = rand(tb ? Shape{N, K} : Shape{K, N}, 12, DType::F32);
+        const std::vector<double> want = ref_product(a, b, ta, tb, m.round);
+        std::vector<double> got;
+        {
+          const MatmulPrecisionGuard guard(m.p);
+          CHECK(matmul_precision() == m.p);
+          got = matmul_tensor(a, b, ta, tb).to_vector();
+        }
+        CHECK(matmul_precision() == MatmulPrecision::F32);  // the guard restored it
+        // f32 summation of 300 exact products: measured 1-6e-7 of the largest.
+        CHECK(rel_diff(got, want) < 5e-6);
+        // The plain f32 product is far from it (measured 2e-3 for bf16,
+        // 2.6e-4 for f16): the rounding really happened.
+        const std::vector<double> exact = matmul_tensor(a, b, ta, tb).to_vector();
+        CHECK(rel_diff(exact, want) > 5e-5);
+      }
+}
+
+TEST_CASE("matmul precision: linear backward products round too, f64 is never rounded") {
+  const Tensor x0 = rand({2, 5, 48}, 21, DType::F32), w0 = rand({24, 48}, 22, DType::F32);
+  const Tensor dy = rand({2, 5, 24}, 23, DType::F32);
+  Var x(x0, true), w(w0, true);
+  {
+    const MatmulPrecisionGuard guard(MatmulPrecision::BF16);
+    const Var y = linear(x, w);
+    sum(mul(y, Var(dy))).backward();  // backward runs while bf16 is in force
+  }
+  // dx = dy . W and dW = dy^T . x, both from rounded operands.
+  const Tensor dy2 = dy.reshape({10, 24}), x2 = x0.reshape({10, 48});
+  CHECK(rel_diff(x.grad().to_vector(), ref_product(dy2, w0, false, false, ref_bf16)) < 1e-5);
+  CHECK(rel_diff(w.grad().to_vector(), ref_product(dy2, x2, true, false, ref_bf16)) < 1e-5);
+
+  const Tensor a = rand({9, 40}, 24), b = rand({40, 7}, 25);  // f64
+  const std::vector<double> plain = matmul_tensor(a, b).to_vector();
+  const MatmulPrecisionGuard guard(MatmulPrecision::BF16);
+  CHECK(matmul_tensor(a, b).to_vector() == plain);
+}
+
+TEST_CASE("matmul precision: f16 operands overflow past 65504, bf16 ones do not") {
+  const Tensor a = Tensor::from_vector({70000.0, 1.0}, {1, 2}).to(DType::F32);
+  const Tensor b = Tensor::from_vector({1.0, 1.0}, {2, 1}).to(DType::F32);
+  {
+    const MatmulPrecisionGuard guard(MatmulPrecision::F16);
+    CHECK(std::isinf(matmul_tensor(a, b).to_vector()[0]));
+  }
+  const MatmulPrecisionGuard guard(MatmulPrecision::BF16);
+  CHECK(matmul_tensor(a, b).to_vector()[0] == ref_bf16(70000.0f) + 1.0);
+}
+
+TEST_CASE("matmul precision: names") {
+  CHECK(matmul_precision_from_name("bf16") == MatmulPrecision::BF16);
+  CHECK(matmul_precision_from_name("f16") == MatmulPrecision::F16);
+  CHECK(matmul_precision_from_name("f32") == MatmulPrecision::F32);
+  CHECK_THROWS_WITH_AS(matmul_precision_from_name("fp8"), doctest::Contains("'fp8' unknown"), Error);
+}
