@@ -10,13 +10,17 @@
 //
 //   gridlock_bench_train [--preset tiny|pythia-160m|...] [--seq 256] [--batch 8]
 //                        [--steps 10] [--warmup 2] [--seed 0] [--device cpu|cuda]
-//                        [--qat] [--tf32] [--profile]
+//                        [--qat] [--tf32] [--precision f32|bf16|f16] [--profile]
 //
 // --device cuda trains on the GPU (the device is synchronised before every
 // clock read, so each phase is its own device time); --qat attaches the
 // QAT hooks (quant/qat.h, preset int4_probe) so the step includes fake
 // quantization of the attention and MLP weights; --tf32 runs the f32
-// matrix products in TF32 (cuda/runtime.h set_tf32). On cuda the JSON also
+// matrix products in TF32 (cuda/runtime.h set_tf32); --precision bf16|f16
+// runs forward and backward under run.precision's rounding (bf16/f16
+// operands, f32 accumulation: cuBLASLt on cuda, emulated on a CPU), and f16
+// includes the loss-scale multiply and the unscaling of the gradients at a
+// fixed 65536 (the trainer's initial scale). On cuda the JSON also
 // carries the caching allocator's peak reserved bytes. --profile times
 // every op of forward and backward (autograd/tape.h start_op_timing,
 // synchronising the device around each) and prints the ops by total time
@@ -82,6 +86,7 @@ int main(int argc, char** argv) try {
   uint64_t seed = 0;
   std::string device_name = "cpu";
   bool use_qat = false, profile = false, tf32 = false;
+  std::string precision_name = "f32";
   for (int i = 1; i < argc; ++i) {
     auto next = [&]() -> const char* {
       GL_CHECK(i + 1 < argc, "missing value after ", argv[i]);
@@ -97,6 +102,7 @@ int main(int argc, char** argv) try {
     else if (!std::strcmp(argv[i], "--qat")) use_qat = true;
     else if (!std::strcmp(argv[i], "--profile")) profile = true;
     else if (!std::strcmp(argv[i], "--tf32")) tf32 = true;
+    else if (!std::strcmp(argv[i], "--precision")) precision_name = next();
     else GL_CHECK(false, "unknown argument ", argv[i]);
   }
   GL_CHECK(steps >= 1 && warmup >= 0 && seq >= 1 && batch >= 1,
@@ -105,6 +111,8 @@ int main(int argc, char** argv) try {
   GL_CHECK(seq <= cfg.max_positions, "--seq ", seq, " exceeds max_positions ", cfg.max_positions);
   const Device device = device_from_name(device_name);
   GL_CHECK(!tf32 || device.is_cuda(), "--tf32 needs --device cuda");
+  const MatmulPrecision precision = matmul_precision_from_name(precision_name);
+  const double loss_scale = precision == MatmulPrecision::F16 ? 65536.0 : 1.0;
 #if GRIDLOCK_CUDA
   cuda::set_tf32(tf32);
 #endif
@@ -148,9 +156,15 @@ int main(int argc, char** argv) try {
     const double c0 = process_cpu_seconds();
     const double t0 = now();
     if (profile && s >= warmup) start_op_timing([&]() { (void)now(); });
+    const MatmulPrecisionGuard products(precision);
     const Var loss = model->loss(ids, targets);
     const double t1 = now();
-    loss.backward();
+    if (loss_scale != 1.0) {
+      scale(loss, loss_scale).backward();
+      scale_grads(params, 1.0 / loss_scale);
+    } else {
+      loss.backward();
+    }
     const double t2 = now();
     if (profile && s >= warmup) {
       const OpTimes t = stop_op_timing();
@@ -194,7 +208,7 @@ int main(int argc, char** argv) try {
               "\"steps\":%d,\"best_s\":%.5f,\"median_s\":%.5f,\"tokens_per_s\":%.1f,"
               "\"tokens_per_s_best\":%.1f,\"forward_s\":%.5f,\"backward_s\":%.5f,"
               "\"clip_s\":%.5f,\"adamw_s\":%.5f,\"cpu_s\":%.5f,\"last_loss\":%.4f}\n",
-              device_name.c_str(), tf32 ? "tf32" : "f32", use_qat ? "true" : "false", peak_gib, preset.c_str(), (long long)seq, (long long)batch, steps, st.best, st.median,
+              device_name.c_str(), precision != MatmulPrecision::F32 ? precision_name.c_str() : tf32 ? "tf32" : "f32", use_qat ? "true" : "false", peak_gib, preset.c_str(), (long long)seq, (long long)batch, steps, st.best, st.median,
               tokens / st.median, tokens / st.best, bench::stats_of(t_fwd).median,
               bench::stats_of(t_bwd).median, bench::stats_of(t_clip).median,
               bench::stats_of(t_opt).median, bench::stats_of(t_cpu).median, last_loss);

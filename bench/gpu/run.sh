@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # GPU benchmark in one call (issue "CUDA performance", item 5): check, then
 # time Pythia-160m training on one GPU against the PyTorch peers measured in
-# the same run, interleaved (gridlock tf32, torch hf, torch compiled,
-# gridlock f32, gridlock tf32 with QAT, then gridlock tf32 again so drift
-# shows). gridlock has no bf16 compute yet: its rows are f32/tf32.
+# the same run, interleaved (gridlock bf16, torch hf, torch compiled,
+# gridlock tf32, gridlock bf16 with QAT, then gridlock bf16 again so drift
+# shows). gridlock's bf16 is run.precision=bf16: bf16 operands and f32
+# accumulation in the products (cuBLASLt), everything else f32; the peers
+# run bf16 autocast, the same split.
 #
 #   bench/gpu/run.sh [BUILD_DIR]      (default build-gpu)
 #
@@ -70,12 +72,12 @@ peer() {
     echo "torch $1 failed: $(tail -1 "$out/torch_$1.log")" >&2
 }
 echo "== timing (seq $seq_len, batches tried $batches)"
-ours --tf32
+ours --precision bf16
 peer hf
 peer compiled
-ours
-ours --tf32 --qat
 ours --tf32
+ours --precision bf16 --qat
+ours --precision bf16
 
 "$py" - "$results" "$seq_len" "$peak" <<'EOF'
 import json, sys
@@ -85,7 +87,8 @@ C, L, FF, V = 768, 12, 3072, 50304
 fpt = 6 * (L * (4 * C * C + 2 * C * FF) + C * V) + 12 * L * T * C
 best_peer = max((r["tokens_per_s"] for r in rows if r["bench"].startswith("torch")), default=0)
 ours = [r for r in rows if r["bench"] == "gridlock_train"]
-fp = [r["tokens_per_s"] for r in ours if not r["qat"] and r["dtype"] == "tf32"]
+main = "bf16" if any(r["dtype"] == "bf16" for r in ours) else "tf32"
+fp = [r["tokens_per_s"] for r in ours if not r["qat"] and r["dtype"] == main]
 print(f"\n| run | dtype | batch | tokens/s | MFU | vs best peer | reserved GiB |")
 print("| --- | --- | --- | --- | --- | --- | --- |")
 for r in rows:
@@ -95,8 +98,8 @@ for r in rows:
     ratio = f"{tps / best_peer:.3f}x" if best_peer else "-"
     print(f"| {name} | {dt} | {r['batch']} | {tps:,.0f} | {tps * fpt / (peak * 1e12):.1%} | {ratio} "
           f"| {r.get('reserved_gib', 0):.1f} |")
-q = [r["tokens_per_s"] for r in ours if r["qat"] and r["dtype"] == "tf32"]
+q = [r["tokens_per_s"] for r in ours if r["qat"] and r["dtype"] == main]
 if fp and q:
-    print(f"\nQAT overhead: {(max(fp) / q[0] - 1):.1%} (tf32 step time: the faster fp run vs the QAT run)")
+    print(f"\nQAT overhead: {(max(fp) / q[0] - 1):.1%} ({main} step time: the faster run without QAT vs the QAT run)")
 print(f"FLOPs per token {fpt:,} (seq {T}); MFU against {peak} TFLOP/s")
 EOF
