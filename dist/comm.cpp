@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <memory>
 
 #if GRIDLOCK_HAVE_MPI
@@ -21,6 +22,11 @@
 #define OMPI_SKIP_MPICXX 1
 #define MPICH_SKIP_MPICXX 1
 #include <mpi.h>
+#endif
+
+#if GRIDLOCK_CUDA && GRIDLOCK_NCCL
+#include "cuda/nccl.h"
+#include "cuda/runtime.h"
 #endif
 
 namespace gl {
@@ -197,6 +203,102 @@ void divide(T* p, int64_t n, T d) {
 
 }  // namespace
 
+#if GRIDLOCK_CUDA && GRIDLOCK_NCCL
+namespace {
+
+bool grads_on_cuda(const std::vector<NamedParam>& params, DType dt) {
+  for (const NamedParam& p : params) {
+    const Tensor& g = p.var.grad();
+    if (g.defined() && g.dtype() == dt && !g.device().is_cuda()) return false;
+  }
+  return true;
+}
+
+// The NCCL group of `comm`, made on first use, or nullptr where the host
+// path must serve: NCCL does not load on some rank, two ranks share a GPU
+// (NCCL refuses that), or GRIDLOCK_NCCL=0 on some rank. Collective: every
+// rank votes in one all-reduce, so all take the same path. Rank 0 says
+// which, once.
+cuda::NcclGroup* nccl_group(Communicator& comm) {
+  struct Entry {
+    std::unique_ptr<cuda::NcclGroup> group;
+  };
+  static std::map<const Communicator*, Entry>* groups = new std::map<const Communicator*, Entry>();
+  const auto it = groups->find(&comm);
+  if (it != groups->end()) return it->second.group.get();
+
+  const size_t ranks = size_t(comm.size());
+  const char* env = std::getenv("GRIDLOCK_NCCL");
+  const bool off = env && std::string(env) == "0";
+  const std::string why = off ? "GRIDLOCK_NCCL=0" : cuda::nccl_unavailable_reason();
+  // votes: [0] ranks where NCCL is usable; [1 + r] a hash of rank r's GPU.
+  std::vector<double> votes(1 + ranks, 0.0);
+  votes[0] = why.empty() ? 1.0 : 0.0;
+  uint64_t h = 1469598103934665603ull;  // FNV-1a, kept to 52 bits to be exact in a double
+  for (char c : cuda::device_identity()) h = (h ^ uint8_t(c)) * 1099511628211ull;
+  put_slot(votes, 1, comm, double(h & ((1ull << 52) - 1)));
+  comm.allreduce_sum(votes.data(), votes.size());
+  std::string reason;
+  if (votes[0] != double(ranks))
+    reason = why.empty() ? "NCCL is not usable on every rank" : why;
+  for (size_t a = 0; a < ranks && reason.empty(); ++a)
+    for (size_t b = a + 1; b < ranks && reason.empty(); ++b)
+      if (votes[1 + a] == votes[1 + b])
+        reason = "ranks " + std::to_string(a) + " and " + std::to_string(b) +
+                 " share a GPU (NCCL needs one GPU per rank)";
+  Entry e;
+  if (reason.empty())
+    e.group = std::make_unique<cuda::NcclGroup>(
+        comm.rank(), comm.size(), [&](void* d, size_t bytes) { comm.broadcast(d, bytes, 0); });
+  if (comm.rank() == 0)
+    std::fprintf(stderr, "gradient all-reduce: %s\n",
+                 reason.empty() ? ("NCCL on " + std::to_string(ranks) + " GPUs").c_str()
+                                : ("through host memory (" + reason + ")").c_str());
+  Entry& kept = (*groups)[&comm];
+  kept = std::move(e);
+  return kept.group.get();
+}
+
+// The f32 grads, packed into buckets of at most kBucket elements (a grad
+// larger than that gets its own), each padded to a multiple of the ranks
+// and averaged on the GPU. The buckets bound the extra memory to one
+// bucket instead of a second copy of every gradient.
+void allreduce_mean_nccl(cuda::NcclGroup& group, const std::vector<NamedParam>& params) {
+  constexpr int64_t kBucket = int64_t(16) << 20;  // 64 MiB of f32
+  const int64_t ranks = group.size();
+  std::vector<Tensor> grads;
+  for (const NamedParam& p : params)
+    if (p.var.grad().defined() && p.var.grad().dtype() == DType::F32) grads.push_back(p.var.grad());
+  size_t i = 0;
+  while (i < grads.size()) {
+    size_t j = i;
+    int64_t used = 0;
+    while (j < grads.size() && (j == i || used + grads[j].numel() <= kBucket)) used += grads[j++].numel();
+    const int64_t padded = (used + ranks - 1) / ranks * ranks;
+    Tensor buf = Tensor::empty({padded}, DType::F32, grads[i].device());
+    int64_t off = 0;
+    for (size_t k = i; k < j; ++k) {
+      buf.narrow(0, off, grads[k].numel()).view(grads[k].shape()).copy_(grads[k]);
+      off += grads[k].numel();
+    }
+    if (padded > used) buf.narrow(0, used, padded - used).zero_();
+    {
+      cuda::DeviceGuard guard(buf.device().index);
+      group.allreduce_mean(buf.data<float>(), size_t(padded));
+    }
+    off = 0;
+    for (size_t k = i; k < j; ++k) {
+      Tensor g = grads[k];  // a handle: copy_ writes the grad's own storage
+      g.copy_(buf.narrow(0, off, g.numel()).view(g.shape()));
+      off += g.numel();
+    }
+    i = j;
+  }
+}
+
+}  // namespace
+#endif
+
 void allreduce_mean_grads(Communicator& comm, const std::vector<NamedParam>& params) {
   if (comm.size() == 1) return;  // the mean over one rank is the grad itself
   const size_t n = params.size(), ranks = size_t(comm.size());
@@ -232,10 +334,21 @@ void allreduce_mean_grads(Communicator& comm, const std::vector<NamedParam>& par
              " and ", int64_t(info[n + ranks]), "; the ranks' parameters differ");
   }
 
+  // f32 grads on a GPU: NCCL when every rank has it and its own GPU.
+  bool f32_done = false;
+#if GRIDLOCK_CUDA && GRIDLOCK_NCCL
+  if (total32 > 0 && grads_on_cuda(params, DType::F32)) {
+    if (cuda::NcclGroup* g = nccl_group(comm)) {
+      allreduce_mean_nccl(*g, params);
+      f32_done = true;
+    }
+  }
+#endif
+
   // One contiguous host buffer per dtype. Tensor::copy_ gathers any layout
-  // and device, so CUDA grads go through host memory here (NCCL comes with
-  // the CUDA issue).
+  // and device, so CUDA grads without NCCL go through host memory here.
   for (const DType dt : {DType::F32, DType::F64}) {
+    if (dt == DType::F32 && f32_done) continue;
     const int64_t total = dt == DType::F32 ? total32 : total64;
     if (total == 0) continue;
     Tensor buf = Tensor::empty({total}, dt, Device::cpu());

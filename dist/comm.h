@@ -95,9 +95,14 @@ std::string choose_backend(int launcher_size, bool built_with_mpi);
 // The grads are packed into one contiguous buffer per dtype (f32, f64),
 // all-reduced with one call each, divided by size() and copied back, so
 // every rank ends with bit-identical grads. A param whose grad is defined on
-// some ranks but not on others -> gl::Error naming it, on every rank. CUDA
-// grads travel through host memory (NCCL comes with the CUDA issue). With
-// one rank this does nothing.
+// some ranks but not on others -> gl::Error naming it, on every rank. f32
+// CUDA grads go through NCCL (cuda/nccl.h: reduce-scatter, divide on the
+// owner, all-gather, in buckets of 64 MiB; the group's NCCL id travels over
+// this communicator) when every rank can load NCCL and has a GPU of its
+// own; otherwise (ranks sharing a GPU, which NCCL refuses, or
+// GRIDLOCK_NCCL=0) through host memory. Rank 0 says which on stderr, once.
+// The all-reduce runs after backward, not overlapped with it. With one rank
+// this does nothing.
 void allreduce_mean_grads(Communicator& comm, const std::vector<NamedParam>& params);
 
 // Checks that every rank holds the same `bytes` bytes at `data` (e.g. the

@@ -3,6 +3,10 @@
 //   mpirun -np 2 dist_mpi_check --abort    rank 1 calls abort_world(3) while
 //                                          rank 0 waits in a collective: the
 //                                          job must end (not hang)
+//   mpirun -np N dist_mpi_check --cuda N   allreduce_mean_grads on CUDA grads:
+//                                          NCCL with one GPU per rank, the
+//                                          host path when ranks share a GPU
+//                                          (exits 77 without a GPU)
 // Run by tests/dist/mpirun_local.sh from ctest (tests/CMakeLists.txt).
 //
 // A plain program rather than doctest: every rank must run the same
@@ -21,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "core/device_hooks.h"
 #include "dist/comm.h"
 
 using namespace gl;
@@ -98,34 +103,40 @@ void rank_batch(int r, int64_t vocab, Tensor& ids, Tensor& targets) {
 }
 
 // The grads of the loss on rank r's batch, as f64 host vectors.
-std::vector<std::vector<double>> grads_on(const LanguageModel& model, int r) {
+std::vector<std::vector<double>> grads_on(const LanguageModel& model, int r, Device dev) {
   const auto params = model.parameters();
   for (auto p : params) p.var.zero_grad();
   Tensor ids, targets;
   rank_batch(r, model.config().vocab_size, ids, targets);
-  model.loss(ids, targets).backward();
+  model.loss(ids.to(dev), targets.to(dev)).backward();
   std::vector<std::vector<double>> out;
   for (const auto& p : params) out.push_back(p.var.grad().to_vector());
   return out;
 }
 
-void check_mean_grads(Communicator& comm, DType dt) {
-  const std::string label = std::string("allreduce_mean_grads ") + dtype_name(dt);
+// check_same_on_all_ranks of a tensor on any device.
+void check_same_tensor(Communicator& comm, const Tensor& t, const std::string& what) {
+  const Tensor h = t.to(Device::cpu()).contiguous();
+  check_same_on_all_ranks(comm, h.data_ptr(), h.nbytes(), what);
+}
+
+void check_mean_grads(Communicator& comm, DType dt, Device dev = Device::cpu()) {
+  const std::string label = std::string("allreduce_mean_grads ") + dtype_name(dt) + " on " + dev.name();
   Generator gen(7);  // same seed: the same initial weights on every rank
-  auto model = make_model(tiny_config(), gen, dt);
+  auto model = make_model(tiny_config(), gen, dt, dev);
   const auto params = model->parameters();
-  for (const auto& p : params)
-    check_same_on_all_ranks(comm, p.var.value().data_ptr(), p.var.value().nbytes(),
-                            "initial " + p.name);
+  for (const auto& p : params) check_same_tensor(comm, p.var.value(), "initial " + p.name);
 
   // Every rank's grads, computed here alone.
   std::vector<std::vector<std::vector<double>>> all;
-  for (int r = 0; r < comm.size(); ++r) all.push_back(grads_on(*model, r));
+  for (int r = 0; r < comm.size(); ++r) all.push_back(grads_on(*model, r, dev));
 
   // This rank's grads, then the all-reduce.
   for (auto p : params) p.var.zero_grad();
   Tensor ids, targets;
   rank_batch(comm.rank(), model->config().vocab_size, ids, targets);
+  ids = ids.to(dev);
+  targets = targets.to(dev);
   model->loss(ids, targets).backward();
   allreduce_mean_grads(comm, params);
 
@@ -151,7 +162,7 @@ void check_mean_grads(Communicator& comm, DType dt) {
                                        : std::fabs(got[k] - ref) <= 1e-5 * (1e-3 + std::fabs(ref));
       bad += !ok;
     }
-    check_same_on_all_ranks(comm, g.data_ptr(), g.nbytes(), label + " grad of " + params[i].name);
+    check_same_tensor(comm, g, label + " grad of " + params[i].name);
   }
   check(total > 1000 && bad == 0, label + ": " + std::to_string(bad) + " of " +
                                       std::to_string(total) + " grad elements differ from the mean");
@@ -171,11 +182,20 @@ void check_mean_grads(Communicator& comm, DType dt) {
                label + " mismatch");
 }
 
-int run_checks(Communicator& comm, int expected_size) {
+int run_checks(Communicator& comm, int expected_size, bool cuda) {
   check(comm.backend() == "mpi", "backend is '" + comm.backend() + "', want 'mpi'");
   check(comm.size() == expected_size,
         "size " + std::to_string(comm.size()) + ", want " + std::to_string(expected_size));
   if (comm.size() < 2) return 1;  // every check below needs a second rank
+  if (cuda) {
+    // Each rank on GPU (local rank mod the visible GPUs): NCCL when every
+    // rank has its own, the host path when they share one (dist/comm.cpp
+    // says which on stderr). With 2 ranks both give the exact mean.
+    const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+    const int dev = (local ? std::atoi(local) : comm.rank()) % cuda_hooks::device_count();
+    check_mean_grads(comm, DType::F32, Device::cuda(dev));
+    return 0;
+  }
 
   // Sums: tiny, odd, and larger than the segment sizes of MPI's algorithms.
   for (size_t n : {size_t(1), size_t(7), size_t(1000003)}) {
@@ -214,8 +234,13 @@ int run_checks(Communicator& comm, int expected_size) {
 
 int main(int argc, char** argv) {
   const bool abort_mode = argc > 1 && std::strcmp(argv[1], "--abort") == 0;
+  const bool cuda = argc > 1 && std::strcmp(argv[1], "--cuda") == 0;
   int expected = 2;
-  if (argc > 1 && !abort_mode) expected = std::atoi(argv[1]);
+  if (argc > 1 && !abort_mode) expected = std::atoi(argv[cuda ? 2 : 1]);
+  if (cuda && cuda_hooks::device_count() == 0) {
+    std::printf("dist_mpi_check: no GPU visible: skipped\n");
+    return 77;  // every rank sees the same machine, so every rank returns here
+  }
   try {
     Communicator& comm = world();
     g_rank = comm.rank();
@@ -230,7 +255,7 @@ int main(int argc, char** argv) {
       std::printf("dist_mpi_check: rank %d left a collective it should not have\n", comm.rank());
       return 0;
     }
-    g_failures += run_checks(comm, expected);
+    g_failures += run_checks(comm, expected, cuda);
     // Every rank reports; the sum makes the verdict the same on all ranks.
     double failures = g_failures;
     comm.allreduce_sum(&failures, 1);
