@@ -54,6 +54,25 @@ int launcher_world_size() {
   return 0;
 }
 
+int launcher_local_rank() {
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"}) {
+    const char* v = std::getenv(name);
+    if (!v) continue;
+    char* end = nullptr;
+    const long n = std::strtol(v, &end, 10);
+    GL_CHECK(end != v && *end == '\0' && n >= 0 && n < (1L << 24), "launcher_local_rank: ", name, "='", v,
+             "' is not a local rank");
+    return int(n);
+  }
+  return 0;
+}
+
+int device_for_local_rank(int local_rank, int device_count) {
+  GL_CHECK(device_count > 0, "run.device: cuda, but no GPU is visible to this process (CUDA_VISIBLE_DEVICES=",
+           std::getenv("CUDA_VISIBLE_DEVICES") ? std::getenv("CUDA_VISIBLE_DEVICES") : "unset", ")");
+  return local_rank % device_count;
+}
+
 std::string choose_backend(int launcher_size, bool built_with_mpi) {
   GL_CHECK(launcher_size >= 0, "choose_backend: negative launcher size ", launcher_size);
   if (launcher_size == 0) return "single";
@@ -206,12 +225,17 @@ void divide(T* p, int64_t n, T d) {
 #if GRIDLOCK_CUDA && GRIDLOCK_NCCL
 namespace {
 
-bool grads_on_cuda(const std::vector<NamedParam>& params, DType dt) {
+// The one CUDA device holding every `dt` grad, or -1 (some on the host, or
+// on several devices).
+int grads_cuda_device(const std::vector<NamedParam>& params, DType dt) {
+  int dev = -1;
   for (const NamedParam& p : params) {
     const Tensor& g = p.var.grad();
-    if (g.defined() && g.dtype() == dt && !g.device().is_cuda()) return false;
+    if (!g.defined() || g.dtype() != dt) continue;
+    if (!g.device().is_cuda() || (dev >= 0 && g.device().index != dev)) return -1;
+    dev = g.device().index;
   }
-  return true;
+  return dev;
 }
 
 // The NCCL group of `comm`, made on first use, or nullptr where the host
@@ -282,10 +306,7 @@ void allreduce_mean_nccl(cuda::NcclGroup& group, const std::vector<NamedParam>& 
       off += grads[k].numel();
     }
     if (padded > used) buf.narrow(0, used, padded - used).zero_();
-    {
-      cuda::DeviceGuard guard(buf.device().index);
-      group.allreduce_mean(buf.data<float>(), size_t(padded));
-    }
+    group.allreduce_mean(buf.data<float>(), size_t(padded));
     off = 0;
     for (size_t k = i; k < j; ++k) {
       Tensor g = grads[k];  // a handle: copy_ writes the grad's own storage
@@ -337,7 +358,8 @@ void allreduce_mean_grads(Communicator& comm, const std::vector<NamedParam>& par
   // f32 grads on a GPU: NCCL when every rank has it and its own GPU.
   bool f32_done = false;
 #if GRIDLOCK_CUDA && GRIDLOCK_NCCL
-  if (total32 > 0 && grads_on_cuda(params, DType::F32)) {
+  if (const int dev = total32 > 0 ? grads_cuda_device(params, DType::F32) : -1; dev >= 0) {
+    const cuda::DeviceGuard guard(dev);  // the group binds to the current device
     if (cuda::NcclGroup* g = nccl_group(comm)) {
       allreduce_mean_nccl(*g, params);
       f32_done = true;

@@ -81,6 +81,14 @@ Communicator& world();
 // PMI_SIZE), or 0 when the process was not started by an MPI launcher.
 // Throws on a value that is not a positive integer.
 int launcher_world_size();
+// This process's rank among the ranks on its node (OMPI_COMM_WORLD_LOCAL_RANK,
+// else MPI_LOCALRANKID (MPICH/Hydra), else SLURM_LOCALID), or 0 when no
+// launcher said. Throws on a value that is not a non-negative integer.
+int launcher_local_rank();
+// The GPU a data-parallel rank trains on: local_rank modulo the visible
+// GPUs (ranks share GPUs round-robin when there are more ranks than GPUs).
+int device_for_local_rank(int local_rank, int device_count);
+
 // The backend world() uses for a launcher size (0: none) in a build
 // with/without MPI: "single" or "mpi"; throws when several ranks were
 // launched and the build has no MPI. Exposed for tests.

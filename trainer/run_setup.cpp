@@ -3,7 +3,9 @@
 
 #include <filesystem>
 
+#include "core/device_hooks.h"
 #include "core/error.h"
+#include "dist/comm.h"
 #include "data/corpus.h"
 #include "data/token_shard.h"
 #include "optim/adamw.h"
@@ -37,6 +39,14 @@ void check_hf_dir(const std::string& dir, const char* key) {
 
 DType recipe_dtype(const Recipe& r) { return r.get_string("model.dtype") == "f64" ? DType::F64 : DType::F32; }
 
+Device recipe_device(const Recipe& r) {
+  const Device d = device_from_name(r.get_string("run.device"));
+  if (!d.is_cuda()) return d;
+  GL_CHECK(GRIDLOCK_CUDA, "run.device: cuda, but this build has no CUDA backend (nvcc was not found at configure time)");
+  // Under mpirun each rank of a node takes its own GPU.
+  return Device::cuda(device_for_local_rank(launcher_local_rank(), cuda_hooks::device_count()));
+}
+
 // out_dir/name, or name-2, name-3, ... when it exists (a fresh run never
 // writes into an old one); exactly out_dir/name on resume.
 std::string choose_run_dir(const Recipe& r, Communicator& comm) {
@@ -59,7 +69,7 @@ std::string choose_run_dir(const Recipe& r, Communicator& comm) {
 
 std::unique_ptr<LanguageModel> build_model(const Recipe& r, const std::string& resume_dir) {
   const DType dt = recipe_dtype(r);
-  const Device dev = device_from_name(r.get_string("run.device"));
+  const Device dev = recipe_device(r);
   if (!resume_dir.empty()) return load_hf_model(resume_dir, dt, dev);
   const std::string& init = r.get_string("train.init_from");
   if (!init.empty()) {

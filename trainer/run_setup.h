@@ -17,6 +17,10 @@
 namespace gl::run_setup {
 
 DType recipe_dtype(const Recipe& r);
+// run.device as a Device: for cuda, the GPU of this process's local rank
+// (dist/comm.h device_for_local_rank), so that mpirun -np N on a node of N
+// GPUs puts one rank on each.
+Device recipe_device(const Recipe& r);
 
 // out_dir/name, or name-2, name-3, ... when it exists (a fresh run never
 // writes into an old one); exactly out_dir/name on resume. Chosen on rank 0.

@@ -173,7 +173,7 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
   if (kd_alpha > 0) {
     const std::string& t = r.get_string("quant.teacher").empty() ? r.get_string("train.init_from")
                                                                  : r.get_string("quant.teacher");
-    teacher = load_hf_model(t, recipe_dtype(r), device_from_name(r.get_string("run.device")));
+    teacher = load_hf_model(t, recipe_dtype(r), recipe_device(r));
     GL_CHECK(teacher->config().vocab_size == cfg.vocab_size, "quant.teacher: ", t, " has vocabulary ",
              teacher->config().vocab_size, ", the model ", cfg.vocab_size);
   }
@@ -470,7 +470,7 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
 
   // Rollback: the newest checkpoint's weights, optimizer state and step; the
   // counters of what happened since (skips, rollbacks, the LR scale) carry on.
-  const Device device = device_from_name(r.get_string("run.device"));
+  const Device device = recipe_device(r);
   auto roll_back = [&]() {
     const std::optional<std::string> dir = latest_checkpoint(res.run_dir);
     GL_CHECK(dir.has_value(), "rollback: no checkpoint in ", res.run_dir, "/checkpoints");

@@ -397,3 +397,28 @@ TEST_CASE("dist: check_same_on_all_ranks compares buffers larger than one 64 MiB
           std::string::npos);
   }
 }
+
+TEST_CASE("dist: the local rank picks the GPU, round-robin over the visible ones") {
+  {
+    EnvGuard a("OMPI_COMM_WORLD_LOCAL_RANK", std::nullopt), b("MPI_LOCALRANKID", std::nullopt),
+        c("SLURM_LOCALID", std::nullopt);
+    CHECK(launcher_local_rank() == 0);
+  }
+  {
+    EnvGuard a("OMPI_COMM_WORLD_LOCAL_RANK", "3"), b("MPI_LOCALRANKID", "1");
+    CHECK(launcher_local_rank() == 3);
+  }
+  {
+    EnvGuard a("OMPI_COMM_WORLD_LOCAL_RANK", std::nullopt), b("MPI_LOCALRANKID", "2");
+    CHECK(launcher_local_rank() == 2);
+  }
+  {
+    EnvGuard a("OMPI_COMM_WORLD_LOCAL_RANK", "-1");
+    CHECK_THROWS_WITH_AS(launcher_local_rank(), doctest::Contains("OMPI_COMM_WORLD_LOCAL_RANK='-1'"), Error);
+  }
+  CHECK(device_for_local_rank(0, 8) == 0);
+  CHECK(device_for_local_rank(7, 8) == 7);
+  CHECK(device_for_local_rank(1, 1) == 0);  // two ranks sharing one GPU
+  CHECK(device_for_local_rank(5, 2) == 1);
+  CHECK_THROWS_WITH_AS(device_for_local_rank(0, 0), doctest::Contains("no GPU is visible"), Error);
+}

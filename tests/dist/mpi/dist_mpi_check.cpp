@@ -188,12 +188,11 @@ int run_checks(Communicator& comm, int expected_size, bool cuda) {
         "size " + std::to_string(comm.size()) + ", want " + std::to_string(expected_size));
   if (comm.size() < 2) return 1;  // every check below needs a second rank
   if (cuda) {
-    // Each rank on GPU (local rank mod the visible GPUs): NCCL when every
+    // Each rank on its GPU (as ./train picks it): NCCL when every
     // rank has its own, the host path when they share one (dist/comm.cpp
     // says which on stderr). With 2 ranks both give the exact mean.
-    const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
-    const int dev = (local ? std::atoi(local) : comm.rank()) % cuda_hooks::device_count();
-    check_mean_grads(comm, DType::F32, Device::cuda(dev));
+    check_mean_grads(comm, DType::F32,
+                     Device::cuda(device_for_local_rank(launcher_local_rank(), cuda_hooks::device_count())));
     return 0;
   }
 
