@@ -98,7 +98,7 @@ Gpt2::Gpt2(ModelConfig c, std::vector<NamedParam> params)
   lm_head = cfg_.tie_embeddings ? wte : P.get("lm_head.weight");
 }
 
-Var Gpt2::logits(const Tensor& ids_in, KVCache* cache) const {
+Var Gpt2::final_hidden(const Tensor& ids_in, KVCache* cache) const {
   const Tensor ids = model_ids(ids_in, wte.device(), "gpt2");
   const int64_t pos = cache ? cache->length : 0, T = ids.size(1);
   GL_CHECK(pos + T <= cfg_.max_positions, "gpt2: positions ", pos, "..", pos + T - 1,
@@ -127,11 +127,22 @@ Var Gpt2::logits(const Tensor& ids_in, KVCache* cache) const {
     h = layer_forward(h, L, cfg_, cache, l, ActivationHook{&activation_transform_, prefix});
   }
   if (cache) cache->length = pos + T;
-  // A tied head is wte read a second time, under the head's own name, so a
-  // QAT plan can quantize the embedding lookup and the head separately.
+  return norm_forward(ln_f, h);
+}
+
+// A tied head is wte read a second time, under the head's own name, so a
+// QAT plan can quantize the embedding lookup and the head separately.
+Var Gpt2::logits(const Tensor& ids, KVCache* cache) const {
   const ActivationHook head_act{&activation_transform_, ""};
-  return linear(head_act("lm_head.weight", norm_forward(ln_f, h)),
-                transformed("lm_head.weight", lm_head));
+  const Var h = head_act("lm_head.weight", final_hidden(ids, cache));
+  return linear(h, transformed("lm_head.weight", lm_head));
+}
+
+bool Gpt2::head_inputs(const Tensor& ids, Var& hidden, Var& weight) const {
+  if (activation_transform_) return false;
+  hidden = final_hidden(ids, nullptr);
+  weight = transformed("lm_head.weight", lm_head);
+  return true;
 }
 
 }  // namespace gl

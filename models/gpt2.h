@@ -41,6 +41,7 @@ class Gpt2 : public LanguageModel {
  public:
   Gpt2(ModelConfig cfg, std::vector<NamedParam> params);  // params in param_specs order
   Var logits(const Tensor& ids, KVCache* cache = nullptr) const override;
+  bool head_inputs(const Tensor& ids, Var& hidden, Var& weight) const override;
   std::vector<NamedParam> parameters() const override { return params_; }
 
  private:
@@ -50,6 +51,8 @@ class Gpt2 : public LanguageModel {
   std::vector<Gpt2Layer> layers_;
   Norm ln_f;
   Var lm_head;  // [V, C]; wte when tied (always, for real GPT-2)
+
+  Var final_hidden(const Tensor& ids, KVCache* cache) const;  // after ln_f
 };
 
 }  // namespace gl

@@ -108,7 +108,7 @@ GptNeoX::GptNeoX(ModelConfig c, std::vector<NamedParam> params)
   embed_out = cfg_.tie_embeddings ? embed_in : P.get("embed_out.weight");
 }
 
-Var GptNeoX::logits(const Tensor& ids_in, KVCache* cache) const {
+Var GptNeoX::final_hidden(const Tensor& ids_in, KVCache* cache) const {
   const Tensor ids = model_ids(ids_in, embed_in.device(), "gpt_neox");
   const int64_t pos = cache ? cache->length : 0;
   Var h = embedding(transformed("gpt_neox.embed_in.weight", embed_in), ids);
@@ -131,9 +131,20 @@ Var GptNeoX::logits(const Tensor& ids_in, KVCache* cache) const {
                       ActivationHook{&activation_transform_, prefix, &linear_override_});
   }
   if (cache) cache->length = pos + ids.size(1);
+  return norm_forward(final_norm, h);
+}
+
+Var GptNeoX::logits(const Tensor& ids, KVCache* cache) const {
   const ActivationHook head_act{&activation_transform_, "", &linear_override_};
-  return head_act.linear("embed_out.weight", norm_forward(final_norm, h),
-                         transformed("embed_out.weight", embed_out), Var());
+  const Var h = final_hidden(ids, cache);
+  return head_act.linear("embed_out.weight", h, transformed("embed_out.weight", embed_out), Var());
+}
+
+bool GptNeoX::head_inputs(const Tensor& ids, Var& hidden, Var& weight) const {
+  if (activation_transform_ || linear_override_) return false;
+  hidden = final_hidden(ids, nullptr);
+  weight = transformed("embed_out.weight", embed_out);
+  return true;
 }
 
 }  // namespace gl

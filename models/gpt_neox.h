@@ -39,10 +39,13 @@ class GptNeoX : public LanguageModel {
  public:
   GptNeoX(ModelConfig cfg, std::vector<NamedParam> params);  // params in param_specs order
   Var logits(const Tensor& ids, KVCache* cache = nullptr) const override;
+  bool head_inputs(const Tensor& ids, Var& hidden, Var& weight) const override;
   std::vector<NamedParam> parameters() const override { return params_; }
   const std::vector<GptNeoXLayer>& layers() const { return layers_; }
 
  private:
+  Var final_hidden(const Tensor& ids, KVCache* cache) const;  // after the final norm
+
   std::vector<NamedParam> params_;
   Var embed_in;  // [V, C]
   std::vector<GptNeoXLayer> layers_;

@@ -330,9 +330,17 @@ KVCache LanguageModel::make_cache(int64_t batch, int64_t max_len) const {
 // where there is none): transformers' model(ids, labels=ids).loss shifts
 // inside the model and is the same number (tests/reference/make_model_fixtures.py).
 Var LanguageModel::loss(const Tensor& ids, const Tensor& targets) const {
-  const Var lg = logits(ids);
   GL_CHECK(targets.defined(), "loss: targets undefined");
-  return cross_entropy(lg, targets.device() == lg.device() ? targets : targets.to(lg.device()));
+  Var h, w;
+  if (!head_inputs(ids, h, w)) {
+    const Var lg = logits(ids);
+    return cross_entropy(lg, targets.device() == lg.device() ? targets : targets.to(lg.device()));
+  }
+  const Tensor t = targets.device() == h.device() ? targets : targets.to(h.device());
+  // The CPU keeps the separate ops: its cross-entropy already writes the
+  // gradient in the forward, and its GEMMs prefer the whole [N, V] product.
+  if (h.device().is_cuda()) return linear_cross_entropy(h, w, t);
+  return cross_entropy(linear(h, w), t);
 }
 
 // --- construction -----------------------------------------------------------

@@ -64,7 +64,20 @@ class LanguageModel {
   virtual std::vector<NamedParam> parameters() const = 0;
   KVCache make_cache(int64_t batch, int64_t max_len) const;
   // Mean cross-entropy of next-token prediction (targets: ignore_index -100).
+  // On CUDA, when head_inputs() gives the head's operands, the head and the
+  // loss run as one op (linear_cross_entropy: no [B, T, V] logits tensor);
+  // elsewhere as logits() then cross_entropy, the same numbers up to
+  // rounding.
   Var loss(const Tensor& ids, const Tensor& targets) const;
+  // The head's operands for the forward of ids: the final hidden state
+  // [B, T, C] and the head weight [V, C] as this forward uses it (after the
+  // weight transform), with logits = hidden . weight^T. False, and nothing
+  // computed, when an activation hook or linear override would see the
+  // head's input (the head is then not a plain product).
+  virtual bool head_inputs(const Tensor& ids, Var& hidden, Var& weight) const {
+    (void)ids, (void)hidden, (void)weight;
+    return false;
+  }
 
   // Hooks for quantization-aware training (quant/qat.h installs them).
   // The weight transform sees every weight matrix the forward uses, under

@@ -6,16 +6,20 @@
 // (device memory on CUDA, read back after the launch: a stream sync).
 #include "autograd/ops/cross_entropy.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <type_traits>
 
 #include "autograd/dispatch.h"
 #include "autograd/ops/elementwise.h"
+#include "autograd/ops/matmul.h"
 #include "autograd/ops/reduce.h"
 #include "autograd/tape.h"
 #include "cpu/cross_entropy.h"
+#include "cpu/elementwise.h"
 #include "cuda/cross_entropy.h"
+#include "cuda/elementwise.h"
 
 namespace gl {
 
@@ -126,6 +130,120 @@ Var cross_entropy(const Var& logits, const Tensor& targets, int64_t ignore_index
         });
     accumulate_grad(logits, dlogits);
   });
+}
+
+Var linear_cross_entropy(const Var& x, const Var& weight, const Tensor& targets, int64_t ignore_index,
+                         int64_t chunk_rows) {
+  GL_CHECK(x.defined() && weight.defined() && targets.defined(), "linear_cross_entropy: undefined input");
+  GL_CHECK(weight.dim() == 2, "linear_cross_entropy: weight must be [V, C], got ", weight.describe());
+  GL_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "linear_cross_entropy: input ", x.describe(),
+           " does not match weight ", weight.describe(), " (in_features ", weight.size(1), ")");
+  check_same("linear_cross_entropy", x.value(), weight.value(), "weight");
+  GL_CHECK(targets.dtype() == DType::I32 || targets.dtype() == DType::I64,
+           "linear_cross_entropy: targets must be i32 or i64, got ", targets.describe());
+  GL_CHECK(targets.device() == x.device(), "linear_cross_entropy: device mismatch, x ", x.describe(),
+           " vs targets ", targets.describe());
+  const Shape rows_shape(x.shape().begin(), x.shape().end() - 1);
+  GL_CHECK(targets.shape() == rows_shape, "linear_cross_entropy: targets must have shape ", shape_str(rows_shape),
+           " (x without the last dim), got targets ", targets.describe(), " for x ", x.describe());
+  GL_CHECK(chunk_rows >= 0, "linear_cross_entropy: chunk_rows must be >= 0, got ", chunk_rows);
+  const int64_t C = weight.size(1), V = weight.size(0);
+  GL_CHECK(V >= 1, "linear_cross_entropy: no classes in ", weight.describe());
+  const Tensor xc = x.value().reshape({-1, C}).contiguous(), W = weight.value().contiguous();
+  const int64_t N = xc.size(0);
+  const Tensor tc = targets.contiguous().reshape({N});
+
+  // The targets, checked and counted once on the host (N ids, small next
+  // to the logits): a bad one fails before any work, and n_valid is known
+  // for the backward's scale.
+  int64_t n_valid = 0;
+  {
+    const std::vector<int64_t> t = tc.to(Device::cpu()).to_vector_as<int64_t>();
+    for (int64_t i = 0; i < N; ++i) {
+      if (t[size_t(i)] == ignore_index) continue;
+      GL_CHECK(t[size_t(i)] >= 0 && t[size_t(i)] < V, "linear_cross_entropy: target ", t[size_t(i)],
+               " at flat position ", i, " of targets ", targets.describe(), " is outside [0, V) with V = ", V,
+               " and is not ignore_index (", ignore_index, ")");
+      ++n_valid;
+    }
+  }
+  const bool want_dx = needs_grad({&x}) && x.requires_grad();
+  const bool want_dw = needs_grad({&weight}) && weight.requires_grad();
+  const int64_t R = chunk_rows > 0 ? chunk_rows : std::max<int64_t>(1, (int64_t(1) << 26) / V);
+  const DType dt = xc.dtype();
+  const Device dev = xc.device();
+  Tensor losses = Tensor::empty({N}, dt, dev), lse = Tensor::empty({N}, dt, dev);
+  Tensor dx = want_dx ? Tensor::empty({N, C}, dt, dev) : Tensor();
+  Tensor dw = want_dw ? Tensor::zeros({V, C}, dt, dev) : Tensor();
+  const Tensor one = Tensor::full({}, 1.0, dt, dev);
+  for (int64_t r0 = 0; r0 < N; r0 += R) {
+    const int64_t n = std::min(R, N - r0);
+    const Tensor xr = xc.narrow(0, r0, n), tr = tc.narrow(0, r0, n);
+    Tensor lg = matmul_tensor(xr, W, false, true);  // [n, V]
+    Tensor status = Tensor::from_data<int64_t>({n, 0}, {2}, dev);
+    Tensor lr = losses.narrow(0, r0, n), sr = lse.narrow(0, r0, n);
+    dispatch("linear_cross_entropy", lg,
+        [&](auto t) {
+          using T = decltype(t);
+          with_index_type(tr, [&](auto i) {
+            using I = decltype(i);
+            cpu::cross_entropy_forward<T, I>(lr.data<T>(), sr.data<T>(), status.data<int64_t>(), lg.data<T>(),
+                                             tr.data<I>(), n, V, ignore_index);
+          });
+        },
+        [&](auto t) {
+          using T = decltype(t);
+          with_index_type(tr, [&](auto i) {
+            using I = decltype(i);
+            cuda::cross_entropy_forward<T, I>(lr.data<T>(), sr.data<T>(), status.data<int64_t>(), lg.data<T>(),
+                                              tr.data<I>(), n, V, ignore_index);
+          });
+        });
+    if (!want_dx && !want_dw) continue;
+    // d(sum of the chunk's losses)/d logits: in place on the CPU (the
+    // kernel allows it), into a second chunk buffer on CUDA.
+    Tensor dl = dev.is_cpu() ? lg : Tensor::empty_like(lg);
+    dispatch("linear_cross_entropy backward", lg,
+        [&](auto t) {
+          using T = decltype(t);
+          with_index_type(tr, [&](auto i) {
+            using I = decltype(i);
+            cpu::cross_entropy_backward<T, I>(dl.data<T>(), one.data<T>(), lg.data<T>(), sr.data<T>(),
+                                              tr.data<I>(), n, V, ignore_index, 1.0);
+          });
+        },
+        [&](auto t) {
+          using T = decltype(t);
+          with_index_type(tr, [&](auto i) {
+            using I = decltype(i);
+            cuda::cross_entropy_backward<T, I>(dl.data<T>(), one.data<T>(), lg.data<T>(), sr.data<T>(),
+                                               tr.data<I>(), n, V, ignore_index, 1.0);
+          });
+        });
+    if (want_dx) dx.narrow(0, r0, n).copy_(matmul_tensor(dl, W));  // [n, C]
+    if (want_dw) {
+      const Tensor part = matmul_tensor(dl, xr, true, false);  // [V, C]
+      dispatch("linear_cross_entropy dweight", dw,
+          [&](auto t) {
+            using T = decltype(t);
+            cpu::accumulate<T>(dw.data<T>(), part.data<T>(), dw.numel());
+          },
+          [&](auto t) {
+            using T = decltype(t);
+            cuda::accumulate<T>(dw.data<T>(), part.data<T>(), dw.numel());
+          });
+    }
+  }
+  const Tensor total = sum_tensor(losses, {}, false);
+  const Tensor loss = n_valid > 0 ? affine(total, 1.0 / double(n_valid), 0.0)
+                                  : Tensor::full({}, std::numeric_limits<double>::quiet_NaN(), dt, dev);
+  const Shape x_shape = x.shape();
+  return record("linear_cross_entropy", loss, {&x, &weight},
+                [x, weight, dx, dw, n_valid, x_shape](const Tensor& dout) {
+                  const double f = n_valid > 0 ? dout.item() / double(n_valid) : 0.0;
+                  if (dx.defined()) accumulate_grad(x, affine(dx, f, 0.0).reshape(x_shape));
+                  if (dw.defined()) accumulate_grad(weight, affine(dw, f, 0.0));
+                });
 }
 
 }  // namespace gl

@@ -114,3 +114,63 @@ TEST_CASE("cross_entropy errors: bad targets, shapes, dtypes") {
   CHECK_THROWS_WITH_AS(cross_entropy(Var(Tensor::zeros({2, 0})), Tensor::zeros({2}, DType::I64)),
                        doctest::Contains("cross_entropy: no classes"), Error);
 }
+
+TEST_CASE("gradcheck: linear_cross_entropy, chunked, with ignored targets") {
+  // x [2, 3, 4], weight [5, 4]: 6 rows in chunks of 1, 4 (a short last
+  // chunk) and all at once.
+  const Tensor x = rand({2, 3, 4}, 11), w = rand({5, 4}, 12);
+  const Tensor t = Tensor::from_data<int64_t>({1, -100, 4, 0, 2, -100}, {2, 3});
+  for (int64_t chunk : {1, 4, 0}) {
+    CAPTURE(chunk);
+    CHECK(gradcheck("linear_cross_entropy",
+                    [chunk](auto& v) { return linear_cross_entropy(v[0], v[1], v[2].value(), -100, chunk); },
+                    {x, w, t}));
+  }
+  const Tensor t32 = Tensor::from_data<int32_t>({1, 2, 4, 0, 2, 3}, {2, 3});
+  CHECK(gradcheck("linear_cross_entropy i32, ignore_index 2",
+                  [](auto& v) { return linear_cross_entropy(v[0], v[1], v[2].value(), 2, 4); }, {x, w, t32}));
+}
+
+TEST_CASE("linear_cross_entropy equals cross_entropy(linear(x, W)) in f32, in any chunking") {
+  const int64_t B = 3, T = 37, C = 48, V = 301;  // rows 111: no chunk size divides it
+  const Tensor x0 = rand({B, T, C}, 21, DType::F32), w0 = rand({V, C}, 22, DType::F32);
+  std::vector<int64_t> ids;
+  for (int64_t i = 0; i < B * T; ++i) ids.push_back(i % 13 == 5 ? -100 : (i * 37 + 11) % V);
+  const Tensor t = Tensor::from_data(ids, {B, T});
+  Var xr(x0, true), wr(w0, true);
+  const Var ref = cross_entropy(linear(xr, wr), t);
+  ref.backward();
+  for (int64_t chunk : {1, 16, 111, 1000, 0}) {
+    CAPTURE(chunk);
+    Var x(x0, true), w(w0, true);
+    const Var l = linear_cross_entropy(x, w, t, -100, chunk);
+    CHECK(l.value().item() == doctest::Approx(ref.value().item()).epsilon(1e-6));
+    scale(l, 2.5).backward();  // dloss != 1 reaches both gradients
+    CHECK(check_close("dx", x.grad(), affine(xr.grad(), 2.5, 0.0), 1e-6, 1e-5));
+    CHECK(check_close("dw", w.grad(), affine(wr.grad(), 2.5, 0.0), 1e-6, 1e-5));
+  }
+  // Without a gradient: the same loss, no work for the backward.
+  {
+    NoGradGuard off;
+    CHECK(linear_cross_entropy(Var(x0), Var(w0), t).value().item() ==
+          doctest::Approx(ref.value().item()).epsilon(1e-6));
+  }
+  // Every target ignored: NaN, as cross_entropy; zero gradients.
+  Var x(x0, true), w(w0, true);
+  const Var l = linear_cross_entropy(x, w, Tensor::full({B, T}, -100.0, DType::I64));
+  CHECK(std::isnan(l.value().item()));
+  l.backward();
+  CHECK(sum_tensor(x.grad().to(DType::F64).contiguous(), {}, false).item() == 0.0);
+}
+
+TEST_CASE("linear_cross_entropy errors name the target and the shapes") {
+  const Var x(rand({2, 4}, 1, DType::F32)), w(rand({5, 4}, 2, DType::F32));
+  CHECK_THROWS_WITH_AS(linear_cross_entropy(x, w, Tensor::from_data<int64_t>({1, 5}, {2})),
+                       doctest::Contains("target 5 at flat position 1"), Error);
+  CHECK_THROWS_WITH_AS(linear_cross_entropy(x, Var(rand({5, 3}, 3, DType::F32)), Tensor::from_data<int64_t>({1, 2}, {2})),
+                       doctest::Contains("in_features 3"), Error);
+  CHECK_THROWS_WITH_AS(linear_cross_entropy(x, w, Tensor::from_data<int64_t>({1, 2, 3}, {3})),
+                       doctest::Contains("targets must have shape [2]"), Error);
+  CHECK_THROWS_WITH_AS(linear_cross_entropy(x, w, Tensor::from_data<int64_t>({1, 2}, {2}), -100, -1),
+                       doctest::Contains("chunk_rows must be >= 0"), Error);
+}

@@ -108,3 +108,32 @@ TEST_CASE("cuda parity: cross_entropy bad target and all-ignored rows on the dev
   loss.backward();
   CHECK(y.grad().to_vector() == std::vector<double>(6, 0.0));
 }
+
+// linear_cross_entropy (the training head, autograd/ops/cross_entropy.h):
+// CUDA against the CPU on the same inputs, rows that no chunk size divides
+// and a vocabulary that fits no tile; f32, and under run.precision bf16
+// (both sides round the same operands, so the f32 bounds hold, as in
+// test_parity_matmul). Tolerances: the products sum C = 96 terms per logit
+// and N rows per weight gradient in different orders, and lse differs as
+// above, so loss atol 1e-6 + rtol 1e-5 and gradients atol 1e-6 + rtol 1e-4.
+TEST_CASE("cuda parity: linear_cross_entropy (head fused with the loss), f32 and bf16") {
+  for (MatmulPrecision p : {MatmulPrecision::F32, MatmulPrecision::BF16}) {
+    const MatmulPrecisionGuard guard(p);
+    for (int64_t chunk : {7, 0}) {
+      CAPTURE(chunk);
+      const int64_t B = 3, T = 29, C = 96, V = 5003;
+      const Tensor x0 = rand({B, T, C}, 31, DType::F32), w0 = rand({V, C}, 32, DType::F32);
+      std::vector<int64_t> ids;
+      for (int64_t i = 0; i < B * T; ++i) ids.push_back(i % 11 == 3 ? -100 : (i * 131 + 7) % V);
+      const Tensor t = Tensor::from_data(ids, {B, T});
+      Var x(x0, true), w(w0, true), xg(x0.to(Device::cuda()), true), wg(w0.to(Device::cuda()), true);
+      const Var l = linear_cross_entropy(x, w, t, -100, chunk);
+      const Var lg = linear_cross_entropy(xg, wg, t.to(Device::cuda()), -100, chunk);
+      CHECK(check_close("loss", lg.value(), l.value(), 1e-6, 1e-5));
+      l.backward();
+      lg.backward();
+      CHECK(check_close("dx", xg.grad(), x.grad(), 1e-6, 1e-4));
+      CHECK(check_close("dw", wg.grad(), w.grad(), 1e-6, 1e-4));
+    }
+  }
+}

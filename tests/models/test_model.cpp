@@ -220,3 +220,33 @@ TEST_CASE("kv cache: gradients still reach this call's keys and values") {
   for (const NamedParam& p : m->parameters())
     CHECK(check_close(p.name, p.var.grad(), g1[p.name], 0, 0));
 }
+
+TEST_CASE("head_inputs: the head's operands give the model's loss through linear_cross_entropy") {
+  for (Arch arch : {Arch::GPT_NEOX, Arch::GPT2}) {
+    CAPTURE(int(arch));
+    Generator gen(3);
+    const auto m = make_model(tiny(arch), gen, DType::F32);
+    const Tensor ids = ids_of({1, 5, 9, 2, 7, 3, 3, 8, 0, 36, 4, 11}, 2);
+    const Tensor targets = ids_of({5, 9, 2, 7, 3, -100, 8, 0, 36, 4, 11, 6}, 2);
+    const Var ref = m->loss(ids, targets);  // the CPU: logits, then cross_entropy
+    ref.backward();
+    std::map<std::string, Tensor> want;
+    for (const NamedParam& p : m->parameters()) {
+      want[p.name] = p.var.grad().clone();
+      Var(p.var).zero_grad();
+    }
+    Var h, w;
+    REQUIRE(m->head_inputs(ids, h, w));
+    CHECK(check_close("logits", matmul_tensor(h.value(), w.value(), false, true), m->logits(ids).value(), 0, 0));
+    const Var fused = linear_cross_entropy(h, w, targets, -100, 5);  // chunks of 5 of the 12 rows
+    CHECK(fused.value().item() == doctest::Approx(ref.value().item()).epsilon(1e-6));
+    fused.backward();
+    for (const NamedParam& p : m->parameters())
+      CHECK(check_close("grad " + p.name, p.var.grad(), want[p.name], 1e-6, 1e-5));
+
+    // A hook on the head's input: no operands, loss() takes the logits path.
+    m->set_activation_transform([](const std::string&, const Var& x) { return x; });
+    CHECK_FALSE(m->head_inputs(ids, h, w));
+    CHECK(m->loss(ids, targets).value().item() == ref.value().item());
+  }
+}
