@@ -50,28 +50,38 @@ const RotaryTable<T>& rotary_table(int64_t seq_len, int64_t rotary_dim, double b
 
 }  // namespace
 
-// sign = +1 rotates by theta (forward), -1 by -theta (backward).
 template <class T>
-static void rotary_apply(T* out, const T* x, int64_t BH, int64_t seq_len, int64_t HS,
-                         int64_t rotary_dim, double base, int64_t position_offset, double sign) {
+void rotary_strided(T* out, RotaryRows out_rows, const T* x, RotaryRows x_rows, int64_t B, int64_t NH,
+                    int64_t seq_len, int64_t HS, int64_t rotary_dim, double base, int64_t position_offset,
+                    bool inverse, bool accumulate) {
   const int64_t half = rotary_dim / 2;
   const RotaryTable<T>& tab = rotary_table<T>(seq_len, rotary_dim, base, position_offset);
-  const T sg = T(sign);
-  const int64_t rows = BH * seq_len;
+  const T sg = inverse ? T(-1) : T(1);
+  const int64_t rows = B * NH * seq_len;
 #pragma omp parallel for schedule(static) if (rows * HS > (1 << 15))
   for (int64_t r = 0; r < rows; ++r) {
-    const int64_t t = r % seq_len;
-    const T* xr = x + r * HS;
-    T* o = out + r * HS;
+    const int64_t t = r % seq_len, h = (r / seq_len) % NH, b = r / (seq_len * NH);
+    const T* xr = x + b * x_rows.sb + h * x_rows.sh + t * x_rows.st;
+    T* o = out + b * out_rows.sb + h * out_rows.sh + t * out_rows.st;
     const T* c = tab.cos_t.data() + t * half;
     const T* s = tab.sin_t.data() + t * half;
     for (int64_t i = 0; i < half; ++i) {
       const T x1 = xr[i], x2 = xr[i + half], si = sg * s[i];  // exact: sg is +-1
-      o[i] = x1 * c[i] - x2 * si;
-      o[i + half] = x2 * c[i] + x1 * si;
+      const T y1 = x1 * c[i] - x2 * si, y2 = x2 * c[i] + x1 * si;
+      o[i] = accumulate ? o[i] + y1 : y1;
+      o[i + half] = accumulate ? o[i + half] + y2 : y2;
     }
-    for (int64_t d = rotary_dim; d < HS; ++d) o[d] = xr[d];
+    for (int64_t d = rotary_dim; d < HS; ++d) o[d] = accumulate ? o[d] + xr[d] : xr[d];
   }
+}
+
+// sign = +1 rotates by theta (forward), -1 by -theta (backward).
+template <class T>
+static void rotary_apply(T* out, const T* x, int64_t BH, int64_t seq_len, int64_t HS,
+                         int64_t rotary_dim, double base, int64_t position_offset, double sign) {
+  const RotaryRows rows{seq_len * HS, 0, HS};
+  rotary_strided(out, rows, x, rows, BH, 1, seq_len, HS, rotary_dim, base, position_offset, sign < 0,
+                 false);
 }
 
 template <class T>
@@ -92,7 +102,9 @@ void rotary_backward(T* dx, const T* dout, int64_t BH, int64_t seq_len, int64_t 
   template void rotary_forward<T>(T*, const T*, int64_t, int64_t, int64_t, int64_t, double, \
                                   int64_t);                                               \
   template void rotary_backward<T>(T*, const T*, int64_t, int64_t, int64_t, int64_t, double, \
-                                   int64_t);
+                                   int64_t);                                              \
+  template void rotary_strided<T>(T*, RotaryRows, const T*, RotaryRows, int64_t, int64_t, int64_t, \
+                                  int64_t, int64_t, double, int64_t, bool, bool);
 GL_INSTANTIATE(float)
 GL_INSTANTIATE(double)
 #undef GL_INSTANTIATE

@@ -29,4 +29,19 @@ template <class T>
 void rotary_backward(T* dx, const T* dout, int64_t BH, int64_t seq_len, int64_t HS,
                      int64_t rotary_dim, double base, int64_t position_offset);
 
+// The same rotation between strided row layouts, for the fused attention
+// input (autograd/ops/rotary.h qkv_heads): row (b, h, t), b < B, h < NH,
+// t < seq_len, starts at element b * sb + h * sh + t * st of its tensor,
+// and its HS elements are contiguous. inverse: R(-theta) (the backward);
+// accumulate: out += instead of out =. rotary_dim 0 is a strided copy.
+// rotary_forward/backward are this with contiguous rows, so both give the
+// same bits.
+struct RotaryRows {
+  int64_t sb = 0, sh = 0, st = 0;
+};
+template <class T>
+void rotary_strided(T* out, RotaryRows out_rows, const T* x, RotaryRows x_rows, int64_t B, int64_t NH,
+                    int64_t seq_len, int64_t HS, int64_t rotary_dim, double base, int64_t position_offset,
+                    bool inverse, bool accumulate);
+
 }  // namespace gl::cpu

@@ -45,21 +45,18 @@ Var layer_forward(const Var& x, const GptNeoXLayer& p, const ModelConfig& cfg,
                   const ActivationHook& act) {
   GL_CHECK(x.dim() == 3 && x.size(2) == cfg.hidden_size,
            "gpt_neox layer: x must be [B, T, ", cfg.hidden_size, "], got ", x.describe());
-  const int64_t B = x.size(0), T = x.size(1), NH = cfg.num_heads;
+  const int64_t NH = cfg.num_heads;
   const int64_t HS = cfg.head_size();
   // HF: rotary_ndims = int(head_size * rotary_pct) (truncation, as Python's int()).
   const auto rotary_dim = int64_t(double(HS) * cfg.rotary_pct);
 
   auto attn = [&](const Var& a) {
-    // [B, T, 3C] -> [B, T, NH, 3 * HS]: per head q | k | v (HF's [NH, 3, HS] layout).
-    const Var qkv = reshape(act.linear("attention.query_key_value.weight", a, p.qkv_w, p.qkv_b),
-                            {B, T, NH, 3 * HS});
-    const std::vector<Var> parts = split(qkv, {HS, HS, HS}, 3);
-    auto heads = [](const Var& t) { return permute(t, {0, 2, 1, 3}); };  // [B, NH, T, HS]
-    const Var q = rotary(heads(parts[0]), rotary_dim, cfg.rotary_base, position_offset);
-    const Var k = rotary(heads(parts[1]), rotary_dim, cfg.rotary_base, position_offset);
-    const Var y = cached_attention(q, k, heads(parts[2]), 1.0 / std::sqrt(double(HS)), cache,
-                                   layer);
+    // [B, T, 3C], per head q | k | v (HF's [NH, 3, HS] layout) -> q, k, v
+    // [B, NH, T, HS], q and k rotated: one op (reshape, split, permute and
+    // rotary, fused).
+    const Var qkv = act.linear("attention.query_key_value.weight", a, p.qkv_w, p.qkv_b);
+    const QkvHeads h = qkv_heads(qkv, NH, rotary_dim, cfg.rotary_base, position_offset);
+    const Var y = cached_attention(h.q, h.k, h.v, 1.0 / std::sqrt(double(HS)), cache, layer);
     return act.linear("attention.dense.weight", merge_heads(y), p.dense_w, p.dense_b);
   };
   auto mlp = [&](const Var& m) {

@@ -10,4 +10,17 @@ namespace gl {
 // position_offset + t (a KV-cache continuation passes its cache length).
 Var rotary(const Var& x, int64_t rotary_dim, double base = 10000.0, int64_t position_offset = 0);
 
+// The attention inputs of a GPT-NeoX layer from its fused projection, in
+// one pass each way: qkv [B, T, NH * 3 * HS] in Hugging Face's per-head
+// [q | k | v] layout gives q, k, v [B, NH, T, HS], contiguous, with q and k
+// rotated as rotary() does. The same bits as reshape, split, permute and
+// rotary (the same kernel, cpu/rotary.h rotary_strided), without the
+// gathers and copies between them; the backward writes the three
+// gradients straight into qkv's.
+struct QkvHeads {
+  Var q, k, v;
+};
+QkvHeads qkv_heads(const Var& qkv, int64_t num_heads, int64_t rotary_dim, double base = 10000.0,
+                   int64_t position_offset = 0);
+
 }  // namespace gl

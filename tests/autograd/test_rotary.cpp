@@ -112,3 +112,67 @@ TEST_CASE("rotary errors name the op") {
   CHECK_THROWS_WITH_AS(rotary(x, 4, 10000.0, -1), doctest::Contains("position_offset"), Error);
   CHECK_THROWS_WITH_AS(rotary(x, 4, 0.0), doctest::Contains("rotary: base"), Error);
 }
+
+namespace {
+
+// The unfused path qkv_heads replaces (the GPT-NeoX layer's, before).
+QkvHeads qkv_heads_composed(const Var& qkv, int64_t NH, int64_t rd, double base, int64_t off) {
+  const int64_t B = qkv.size(0), T = qkv.size(1), HS = qkv.size(2) / (3 * NH);
+  const std::vector<Var> parts = split(reshape(qkv, {B, T, NH, 3 * HS}), {HS, HS, HS}, 3);
+  auto heads = [](const Var& t) { return permute(t, {0, 2, 1, 3}); };
+  return {rotary(heads(parts[0]), rd, base, off), rotary(heads(parts[1]), rd, base, off), heads(parts[2])};
+}
+
+}  // namespace
+
+TEST_CASE("qkv_heads: the same bits as reshape, split, permute and rotary, both ways") {
+  struct Case {
+    int64_t B, T, NH, HS, rd, off;
+  };
+  for (const Case& c : {Case{2, 5, 3, 8, 8, 0}, Case{1, 7, 2, 16, 4, 3}, Case{3, 1, 1, 6, 0, 9}}) {
+    for (DType dt : {DType::F32, DType::F64}) {
+      CAPTURE(c.HS);
+      CAPTURE(c.rd);
+      const Tensor x0 = rand({c.B, c.T, c.NH * 3 * c.HS}, 40 + uint64_t(c.HS), dt);
+      const Tensor gq = rand({c.B, c.NH, c.T, c.HS}, 1, dt), gk = rand({c.B, c.NH, c.T, c.HS}, 2, dt),
+                   gv = rand({c.B, c.NH, c.T, c.HS}, 3, dt);
+      Var a(x0, true), b(x0, true);
+      const QkvHeads f = qkv_heads(a, c.NH, c.rd, 10000.0, c.off);
+      const QkvHeads r = qkv_heads_composed(b, c.NH, c.rd, 10000.0, c.off);
+      CHECK(f.q.value().to_vector() == r.q.value().contiguous().to_vector());
+      CHECK(f.k.value().to_vector() == r.k.value().contiguous().to_vector());
+      CHECK(f.v.value().to_vector() == r.v.value().contiguous().to_vector());
+      CHECK(f.q.value().is_contiguous());
+      auto loss = [&](const QkvHeads& h) {
+        return add(add(sum(mul(h.q, Var(gq))), sum(mul(h.k, Var(gk)))), sum(mul(h.v, Var(gv))));
+      };
+      loss(f).backward();
+      loss(r).backward();
+      CHECK(a.grad().to_vector() == b.grad().to_vector());
+    }
+  }
+  // Only some parts used: the others contribute nothing.
+  Var a(rand({1, 3, 12}, 5, DType::F32), true);
+  const QkvHeads h = qkv_heads(a, 2, 2);
+  sum(h.k).backward();
+  const std::vector<double> g = a.grad().to_vector();
+  for (size_t i = 0; i < g.size(); ++i) {
+    const size_t part = (i % 6) / 2;  // per head [q q | k k | v v] with HS 2
+    if (part != 1) CHECK(g[i] == 0.0);
+  }
+}
+
+TEST_CASE("gradcheck: qkv_heads") {
+  CHECK(gradcheck("qkv_heads", [](auto& v) {
+    const QkvHeads h = qkv_heads(v[0], 2, 4, 10000.0, 2);
+    return add(add(sum(mul(h.q, h.q)), sum(mul(h.k, h.v))), sum(h.v));
+  }, {rand({2, 3, 2 * 3 * 6}, 7)}));
+}
+
+TEST_CASE("qkv_heads errors name the shape") {
+  const Var x(rand({2, 3, 20}, 1, DType::F32));
+  CHECK_THROWS_WITH_AS(qkv_heads(x, 3, 2), doctest::Contains("num_heads * 3 * head_size] with num_heads = 3"),
+                       Error);
+  CHECK_THROWS_WITH_AS(qkv_heads(Var(rand({2, 3, 24}, 1, DType::F32)), 2, 6),
+                       doctest::Contains("rotary_dim must be even and in [0, HS]"), Error);
+}
