@@ -336,11 +336,11 @@ Var LanguageModel::loss(const Tensor& ids, const Tensor& targets) const {
     const Var lg = logits(ids);
     return cross_entropy(lg, targets.device() == lg.device() ? targets : targets.to(lg.device()));
   }
-  const Tensor t = targets.device() == h.device() ? targets : targets.to(h.device());
   // The CPU keeps the separate ops: its cross-entropy already writes the
   // gradient in the forward, and its GEMMs prefer the whole [N, V] product.
-  if (h.device().is_cuda()) return linear_cross_entropy(h, w, t);
-  return cross_entropy(linear(h, w), t);
+  // On CUDA, host targets go in as they are (no synchronisation to count them).
+  if (h.device().is_cuda()) return linear_cross_entropy(h, w, targets);
+  return cross_entropy(linear(h, w), targets.device() == h.device() ? targets : targets.to(h.device()));
 }
 
 // --- construction -----------------------------------------------------------

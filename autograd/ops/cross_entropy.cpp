@@ -17,9 +17,7 @@
 #include "autograd/ops/reduce.h"
 #include "autograd/tape.h"
 #include "cpu/cross_entropy.h"
-#include "cpu/elementwise.h"
 #include "cuda/cross_entropy.h"
-#include "cuda/elementwise.h"
 
 namespace gl {
 
@@ -141,8 +139,8 @@ Var linear_cross_entropy(const Var& x, const Var& weight, const Tensor& targets,
   check_same("linear_cross_entropy", x.value(), weight.value(), "weight");
   GL_CHECK(targets.dtype() == DType::I32 || targets.dtype() == DType::I64,
            "linear_cross_entropy: targets must be i32 or i64, got ", targets.describe());
-  GL_CHECK(targets.device() == x.device(), "linear_cross_entropy: device mismatch, x ", x.describe(),
-           " vs targets ", targets.describe());
+  GL_CHECK(targets.device() == x.device() || targets.device().is_cpu(), "linear_cross_entropy: device mismatch, x ",
+           x.describe(), " vs targets ", targets.describe());
   const Shape rows_shape(x.shape().begin(), x.shape().end() - 1);
   GL_CHECK(targets.shape() == rows_shape, "linear_cross_entropy: targets must have shape ", shape_str(rows_shape),
            " (x without the last dim), got targets ", targets.describe(), " for x ", x.describe());
@@ -151,14 +149,16 @@ Var linear_cross_entropy(const Var& x, const Var& weight, const Tensor& targets,
   GL_CHECK(V >= 1, "linear_cross_entropy: no classes in ", weight.describe());
   const Tensor xc = x.value().reshape({-1, C}).contiguous(), W = weight.value().contiguous();
   const int64_t N = xc.size(0);
-  const Tensor tc = targets.contiguous().reshape({N});
+  const Tensor host_t = targets.contiguous().reshape({N});
 
   // The targets, checked and counted once on the host (N ids, small next
   // to the logits): a bad one fails before any work, and n_valid is known
   // for the backward's scale.
   int64_t n_valid = 0;
   {
-    const std::vector<int64_t> t = tc.to(Device::cpu()).to_vector_as<int64_t>();
+    // Targets given on the host (as the trainer's batches are) cost no
+    // device synchronisation here; device targets are copied back.
+    const std::vector<int64_t> t = host_t.to(Device::cpu()).to_vector_as<int64_t>();
     for (int64_t i = 0; i < N; ++i) {
       if (t[size_t(i)] == ignore_index) continue;
       GL_CHECK(t[size_t(i)] >= 0 && t[size_t(i)] < V, "linear_cross_entropy: target ", t[size_t(i)],
@@ -167,6 +167,7 @@ Var linear_cross_entropy(const Var& x, const Var& weight, const Tensor& targets,
       ++n_valid;
     }
   }
+  const Tensor tc = host_t.to(x.device());
   const bool want_dx = needs_grad({&x}) && x.requires_grad();
   const bool want_dw = needs_grad({&weight}) && weight.requires_grad();
   const int64_t R = chunk_rows > 0 ? chunk_rows : std::max<int64_t>(1, (int64_t(1) << 26) / V);
@@ -174,7 +175,8 @@ Var linear_cross_entropy(const Var& x, const Var& weight, const Tensor& targets,
   const Device dev = xc.device();
   Tensor losses = Tensor::empty({N}, dt, dev), lse = Tensor::empty({N}, dt, dev);
   Tensor dx = want_dx ? Tensor::empty({N, C}, dt, dev) : Tensor();
-  Tensor dw = want_dw ? Tensor::zeros({V, C}, dt, dev) : Tensor();
+  // The first chunk writes dw (zeros when there is none).
+  Tensor dw = !want_dw ? Tensor() : N > 0 ? Tensor::empty({V, C}, dt, dev) : Tensor::zeros({V, C}, dt, dev);
   const Tensor one = Tensor::full({}, 1.0, dt, dev);
   for (int64_t r0 = 0; r0 < N; r0 += R) {
     const int64_t n = std::min(R, N - r0);
@@ -221,18 +223,7 @@ Var linear_cross_entropy(const Var& x, const Var& weight, const Tensor& targets,
           });
         });
     if (want_dx) dx.narrow(0, r0, n).copy_(matmul_tensor(dl, W));  // [n, C]
-    if (want_dw) {
-      const Tensor part = matmul_tensor(dl, xr, true, false);  // [V, C]
-      dispatch("linear_cross_entropy dweight", dw,
-          [&](auto t) {
-            using T = decltype(t);
-            cpu::accumulate<T>(dw.data<T>(), part.data<T>(), dw.numel());
-          },
-          [&](auto t) {
-            using T = decltype(t);
-            cuda::accumulate<T>(dw.data<T>(), part.data<T>(), dw.numel());
-          });
-    }
+    if (want_dw) matmul_into(dw, dl, xr, true, false, r0 > 0);  // dw (+)= dl^T x, [V, C]
   }
   const Tensor total = sum_tensor(losses, {}, false);
   const Tensor loss = n_valid > 0 ? affine(total, 1.0 / double(n_valid), 0.0)

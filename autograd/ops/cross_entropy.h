@@ -25,7 +25,9 @@ Var cross_entropy(const Var& logits, const Tensor& targets, int64_t ignore_index
 // dloss / n_valid. The chunk gradient is of the SUM (entries in [-1, 1]) so
 // that bf16/f16 products (run.precision) round it without underflow; the
 // mean's 1/n_valid comes after, in f32. Results equal the unfused ops up
-// to rounding (the division moves); errors as cross_entropy's.
+// to rounding (the division moves); errors as cross_entropy's. targets may
+// sit on the host when x is on a GPU: they are checked and counted there
+// (no device synchronisation) and copied over.
 Var linear_cross_entropy(const Var& x, const Var& weight, const Tensor& targets,
                          int64_t ignore_index = -100, int64_t chunk_rows = 0);
 

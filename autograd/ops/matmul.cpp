@@ -28,6 +28,36 @@ MatmulPrecisionGuard::MatmulPrecisionGuard(MatmulPrecision p) : previous_(t_prec
 }
 MatmulPrecisionGuard::~MatmulPrecisionGuard() { t_precision = previous_; }
 
+// out (+)= the product of `s` (run.precision's rounding for f32).
+static void run_product(Tensor& out, const Tensor& a, const Tensor& b, const MatmulShape& s) {
+  if (t_precision != MatmulPrecision::F32 && a.dtype() == DType::F32) {
+    const DType half = t_precision == MatmulPrecision::BF16 ? DType::BF16 : DType::F16;
+    const Tensor a16 = a.to(half), b16 = b.to(half);
+    if (a.device().is_cuda()) {
+#if GRIDLOCK_CUDA
+      cuda::DeviceGuard guard(a.device().index);
+      cuda::matmul_forward_lowp(out.data<float>(), a16.data_ptr(), b16.data_ptr(),
+                                half == DType::F16, s);
+#else
+      GL_CHECK(false, "matmul: CUDA tensor in a build without CUDA");
+#endif
+    } else {
+      const Tensor ar = a16.to(DType::F32), br = b16.to(DType::F32);
+      cpu::matmul_forward<float>(out.data<float>(), ar.data<float>(), br.data<float>(), s);
+    }
+    return;
+  }
+  dispatch("matmul", a,
+      [&](auto t) {
+        using T = decltype(t);
+        cpu::matmul_forward<T>(out.data<T>(), a.data<T>(), b.data<T>(), s);
+      },
+      [&](auto t) {
+        using T = decltype(t);
+        cuda::matmul_forward<T>(out.data<T>(), a.data<T>(), b.data<T>(), s);
+      });
+}
+
 Tensor matmul_tensor(const Tensor& a_in, const Tensor& b_in, bool trans_a, bool trans_b) {
   check_same("matmul", a_in, b_in, "b");
   GL_CHECK(a_in.dim() >= 2 && b_in.dim() >= 2, "matmul: needs at least 2-D inputs, got ",
@@ -58,33 +88,31 @@ Tensor matmul_tensor(const Tensor& a_in, const Tensor& b_in, bool trans_a, bool 
   out_shape.push_back(trans_a ? a.size(-1) : a.size(-2));
   out_shape.push_back(s.N);
   Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
-  if (t_precision != MatmulPrecision::F32 && a.dtype() == DType::F32) {
-    const DType half = t_precision == MatmulPrecision::BF16 ? DType::BF16 : DType::F16;
-    const Tensor a16 = a.to(half), b16 = b.to(half);
-    if (a.device().is_cuda()) {
-#if GRIDLOCK_CUDA
-      cuda::DeviceGuard guard(a.device().index);
-      cuda::matmul_forward_lowp(out.data<float>(), a16.data_ptr(), b16.data_ptr(),
-                                half == DType::F16, s);
-#else
-      GL_CHECK(false, "matmul: CUDA tensor in a build without CUDA");
-#endif
-    } else {
-      const Tensor ar = a16.to(DType::F32), br = b16.to(DType::F32);
-      cpu::matmul_forward<float>(out.data<float>(), ar.data<float>(), br.data<float>(), s);
-    }
-    return out;
-  }
-  dispatch("matmul", a,
-      [&](auto t) {
-        using T = decltype(t);
-        cpu::matmul_forward<T>(out.data<T>(), a.data<T>(), b.data<T>(), s);
-      },
-      [&](auto t) {
-        using T = decltype(t);
-        cuda::matmul_forward<T>(out.data<T>(), a.data<T>(), b.data<T>(), s);
-      });
+  run_product(out, a, b, s);
   return out;
+}
+
+void matmul_into(Tensor& out, const Tensor& a_in, const Tensor& b_in, bool trans_a, bool trans_b,
+                 bool accumulate) {
+  check_same("matmul_into", a_in, b_in, "b");
+  check_same("matmul_into", a_in, out, "out");
+  GL_CHECK(a_in.dim() == 2 && b_in.dim() == 2 && out.dim() == 2 && out.is_contiguous(),
+           "matmul_into: needs 2-D operands and a contiguous 2-D out, got ", a_in.describe(), ", ",
+           b_in.describe(), " and out ", out.describe());
+  const Tensor a = a_in.contiguous(), b = b_in.contiguous();
+  MatmulShape s;
+  s.trans_a = trans_a;
+  s.trans_b = trans_b;
+  s.M = trans_a ? a.size(1) : a.size(0);
+  s.K = trans_a ? a.size(0) : a.size(1);
+  s.N = trans_b ? b.size(0) : b.size(1);
+  const int64_t kb = trans_b ? b.size(1) : b.size(0);
+  GL_CHECK(kb == s.K && out.size(0) == s.M && out.size(1) == s.N, "matmul_into: ", a.describe(),
+           (trans_a ? "^T" : ""), " x ", b.describe(), (trans_b ? "^T" : ""), " does not fit out ",
+           out.describe());
+  s.a_batch_stride = s.M * s.K;
+  s.accumulate = accumulate;
+  run_product(out, a, b, s);
 }
 
 // A 2-D operand used against batched ones, materialised per batch entry.

@@ -33,6 +33,11 @@ class MatmulPrecisionGuard {
 };
 
 Tensor matmul_tensor(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
+// out (+)= op(a) . op(b) into an existing contiguous 2-D out (accumulate:
+// add to what it holds), with the same rounding as matmul_tensor; for
+// gradients summed over chunks without a temporary per chunk.
+void matmul_into(Tensor& out, const Tensor& a, const Tensor& b, bool trans_a, bool trans_b,
+                 bool accumulate);
 
 Var matmul(const Var& a, const Var& b, bool trans_a = false, bool trans_b = false);
 Var linear(const Var& x, const Var& weight, const Var& bias = Var());

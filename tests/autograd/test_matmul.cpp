@@ -53,3 +53,14 @@ TEST_CASE("matmul errors name the shapes") {
       linear(Var(Tensor::zeros({2, 3})), Var(Tensor::zeros({4, 5})), Var()),
       doctest::Contains("in_features"), Error);
 }
+
+TEST_CASE("matmul_into writes or adds the product into out, checked") {
+  const Tensor a = rand({4, 6}, 1, DType::F32), b = rand({5, 6}, 2, DType::F32);
+  Tensor out = Tensor::full({4, 5}, 7.0, DType::F32);
+  matmul_into(out, a, b, false, true, false);
+  CHECK(out.to_vector() == matmul_tensor(a, b, false, true).to_vector());
+  matmul_into(out, a, b, false, true, true);
+  CHECK(out.to_vector() == affine(matmul_tensor(a, b, false, true), 2.0, 0.0).to_vector());
+  Tensor bad = Tensor::zeros({4, 4}, DType::F32);
+  CHECK_THROWS_WITH_AS(matmul_into(bad, a, b, false, true, false), doctest::Contains("does not fit out"), Error);
+}
