@@ -1,10 +1,12 @@
 // run.precision (autograd/ops/matmul.h): under bf16/f16 an f32 product
 // rounds both operands to nearest even and accumulates in f32. References
 // here are independent of core/dtype.h's converters: bf16 rounding by
-// choosing the nearer of the two truncation neighbours, f16 by the
-// compiler's _Float16 conversion, the products by a double triple loop.
+// choosing the nearer of the two truncation neighbours, f16 by rounding to
+// a multiple of its spacing in doubles, the products by a double triple
+// loop.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -32,7 +34,17 @@ float ref_bf16(float x) {
   if (dl != dh) return dl < dh ? as_float(lo) : as_float(hi);
   return ((lo >> 16) & 1u) == 0 ? as_float(lo) : as_float(hi);
 }
-float ref_f16(float x) { return float(static_cast<_Float16>(x)); }
+// f16 by scaling to its spacing: 11 significant bits in the binade of |x|
+// (spacing 2^(e - 10)), a fixed 2^-24 below 2^-14 (subnormals), nearbyint
+// rounding half to even; past 65504 (65520 and up round there) infinity.
+float ref_f16(float x) {
+  if (x == 0.0f) return x;
+  int e = 0;
+  std::frexp(std::fabs(double(x)), &e);  // |x| in [2^(e-1), 2^e)
+  const double ulp = std::ldexp(1.0, std::max(e - 1, -14) - 10);
+  const double r = std::nearbyint(double(x) / ulp) * ulp;
+  return std::fabs(r) > 65504.0 ? float(std::copysign(INFINITY, r)) : float(r);
+}
 
 // Row-major [M, K] x [K, N] (after transposes) in double from rounded operands.
 std::vector<double> ref_product(const Tensor& a, const Tensor& b, bool ta, bool tb, float (*round)(float)) {
@@ -133,4 +145,17 @@ TEST_CASE("matmul precision: names") {
   CHECK(matmul_precision_from_name("f16") == MatmulPrecision::F16);
   CHECK(matmul_precision_from_name("f32") == MatmulPrecision::F32);
   CHECK_THROWS_WITH_AS(matmul_precision_from_name("fp8"), doctest::Contains("'fp8' unknown"), Error);
+}
+
+TEST_CASE("matmul precision: the f16 reference rounds as IEEE binary16 (known values)") {
+  // Spot values of the reference itself, from the binary16 format: 1 + 2^-11
+  // is a tie (to even, 1), 1 + 3 * 2^-11 rounds up, 65519 is the largest
+  // that stays finite, 2^-25 is the tie below the smallest subnormal.
+  CHECK(ref_f16(1.0f + 0x1p-11f) == 1.0f);
+  CHECK(ref_f16(1.0f + 3 * 0x1p-11f) == 1.0f + 0x1p-9f);
+  CHECK(ref_f16(65519.0f) == 65504.0f);
+  CHECK(std::isinf(ref_f16(65520.0f)));
+  CHECK(ref_f16(0x1p-25f) == 0.0f);
+  CHECK(ref_f16(3 * 0x1p-25f) == 0x1p-23f);
+  CHECK(ref_f16(-0.1f) == -0.0999755859375f);
 }
