@@ -152,7 +152,9 @@ int main(int argc, char** argv) try {
                                           DType::F64)
                               .to(DType::I64);
     const Tensor ids = tokens.narrow(1, 0, seq).contiguous().to(device);
-    const Tensor targets = tokens.narrow(1, 1, seq).contiguous().to(device);
+    // Targets stay on the host, as the trainer's batches do: loss() moves or
+    // counts them there (on CUDA without a device synchronisation).
+    const Tensor targets = tokens.narrow(1, 1, seq).contiguous();
     const double c0 = process_cpu_seconds();
     const double t0 = now();
     if (profile && s >= warmup) start_op_timing([&]() { (void)now(); });
