@@ -56,6 +56,7 @@ struct Plan {
   cublasLtMatmulDesc_t op = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
   cublasLtMatmulAlgo_t algo{};
+  bool lt = true;  // false: the heuristic had no algorithm; cublasGemmStridedBatchedEx serves
 };
 
 void set_batch(cublasLtMatrixLayout_t l, int32_t batch, int64_t stride) {
@@ -116,9 +117,10 @@ const Plan& plan_for(cublasLtHandle_t handle, const MatmulShape& s, int64_t batc
   CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle, p.op, p.a, p.b, p.c, p.c, pref, 1, &heur,
                                               &found));
   CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
-  GL_CHECK(found > 0, "cuBLASLt: no algorithm for a ", f16 ? "f16" : "bf16", " product M=", s.M,
-           " N=", s.N, " K=", s.K, " batch=", batch);
-  p.algo = heur.algo;
+  // No algorithm (an alignment or leading dimension no kernel takes): the
+  // same product through cuBLAS's general entry point, which takes any.
+  p.lt = found > 0;
+  if (p.lt) p.algo = heur.algo;
   return plans->emplace(key, p).first->second;
 }
 
@@ -140,6 +142,16 @@ void matmul_forward_lowp(float* out, const void* a, const void* b, bool f16,
   const uint32_t align_b = alignment(b, s.b_batch_stride * int64_t(esz));
   const uint32_t align_c = alignment(out, s.M * s.N * int64_t(sizeof(float)));
   const Plan& p = plan_for(dev.handle, s, batch, f16, align_a, align_b, align_c);
+  if (!p.lt) {
+    const cudaDataType_t in = f16 ? CUDA_R_16F : CUDA_R_16BF;
+    const int m = int(s.N), n = int(s.M), k = int(s.K);
+    const int ldb = int(s.trans_b ? s.K : s.N), lda = int(s.trans_a ? s.M : s.K);
+    CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+        cublas_handle(), s.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, s.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k,
+        &alpha, b, in, ldb, s.b_batch_stride, a, in, lda, s.a_batch_stride, &beta, out, CUDA_R_32F, m,
+        s.M * s.N, int(s.batch), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    return;
+  }
   for (int64_t i = 0; i < calls; ++i) {
     const char* ai = static_cast<const char*>(a) + i * s.a_batch_stride * int64_t(esz);
     const char* bi = static_cast<const char*>(b) + i * s.b_batch_stride * int64_t(esz);
