@@ -198,9 +198,59 @@ void gelu_backward(T* dx, const T* dout, const T* x, int64_t n, GeluKind kind) {
   }
 }
 
+// Row by row: y + bias into the output row, then the GELU kernels above in
+// place on it (each writes element i only after reading element i). Rows
+// are independent; inside a parallel region the kernels' own parallel
+// loops run on the calling thread.
+template <class T>
+void bias_gelu_forward(T* out, const T* y, const T* bias, int64_t rows, int64_t C, GeluKind kind) {
+#pragma omp parallel for schedule(static) if (rows * C > kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    T* o = out + r * C;
+    const T* yr = y + r * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) o[c] = yr[c] + bias[c];
+    gelu_forward<T>(o, o, C, kind);
+  }
+}
+
+template <class T>
+void bias_gelu_backward(T* dy, T* dbias, const T* dout, const T* y, const T* bias, int64_t rows,
+                        int64_t C, GeluKind kind) {
+#pragma omp parallel for schedule(static) if (rows * C > kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    T* d = dy + r * C;
+    const T* yr = y + r * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) d[c] = yr[c] + bias[c];
+    gelu_backward<T>(d, dout + r * C, d, C, kind);
+  }
+  if (!dbias) return;
+  // Column sums, parallel over column chunks, each chunk's rows in order:
+  // the result does not depend on the thread count.
+  constexpr int64_t kCols = 64;
+#pragma omp parallel for schedule(static) if (rows * C > kParallelMin)
+  for (int64_t c0 = 0; c0 < C; c0 += kCols) {
+    const int64_t width = std::min(kCols, C - c0);
+    double acc[kCols] = {};
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* d = dy + r * C + c0;
+      for (int64_t j = 0; j < width; ++j) acc[j] += double(d[j]);
+    }
+    for (int64_t j = 0; j < width; ++j) dbias[c0 + j] += T(acc[j]);
+  }
+}
+
 template void gelu_forward<float>(float*, const float*, int64_t, GeluKind);
 template void gelu_forward<double>(double*, const double*, int64_t, GeluKind);
 template void gelu_backward<float>(float*, const float*, const float*, int64_t, GeluKind);
 template void gelu_backward<double>(double*, const double*, const double*, int64_t, GeluKind);
+template void bias_gelu_forward<float>(float*, const float*, const float*, int64_t, int64_t, GeluKind);
+template void bias_gelu_forward<double>(double*, const double*, const double*, int64_t, int64_t,
+                                        GeluKind);
+template void bias_gelu_backward<float>(float*, float*, const float*, const float*, const float*,
+                                        int64_t, int64_t, GeluKind);
+template void bias_gelu_backward<double>(double*, double*, const double*, const double*, const double*,
+                                         int64_t, int64_t, GeluKind);
 
 }  // namespace gl::cpu

@@ -19,6 +19,18 @@ template <class T>
 void gelu_forward(T* out, const T* x, int64_t n, GeluKind kind);
 template <class T>
 void gelu_backward(T* dx, const T* dout, const T* x, int64_t n, GeluKind kind);
+
+// A linear layer's bias fused into its activation: out = gelu(y + bias) for
+// y [rows, C], bias [C], where y + bias is rounded to T (as the bias add of
+// linear() rounds) before gelu. y itself is kept for the backward, which
+// recomputes y + bias instead of storing it: one write less per forward.
+// Backward: dy = dout * gelu'(y + bias) (overwritten), and, when dbias is
+// not null, dbias += the column sums of dy (rows in order, in double).
+template <class T>
+void bias_gelu_forward(T* out, const T* y, const T* bias, int64_t rows, int64_t C, GeluKind kind);
+template <class T>
+void bias_gelu_backward(T* dy, T* dbias, const T* dout, const T* y, const T* bias, int64_t rows,
+                        int64_t C, GeluKind kind);
 }  // namespace cpu
 
 }  // namespace gl

@@ -45,21 +45,32 @@ void norm_param_grads(T* dweight, T* dbias, const T* dout, const T* x, const T* 
   }
 }
 
-}  // namespace
+// Row r of the norm's input: x's row, or x + res written into sum's row
+// first (the fused residual add).
+template <class T>
+const T* input_row(T* sum, const T* x, const T* res, int64_t r, int64_t C) {
+  const T* xr = x + r * C;
+  if (!res) return xr;
+  T* s = sum + r * C;
+  const T* rr = res + r * C;
+#pragma omp simd
+  for (int64_t c = 0; c < C; ++c) s[c] = xr[c] + rr[c];
+  return s;
+}
 
 template <class T>
-void layer_norm_forward(T* out, T* mean, T* rstd, const T* x, const T* weight, const T* bias,
-                        int64_t rows, int64_t C, double eps) {
+void layer_norm_rows(T* sum, T* out, T* mean, T* rstd, const T* x, const T* res, const T* weight,
+                     const T* bias, int64_t rows, int64_t C, double eps) {
   if (C == 0) return;
 #pragma omp parallel for schedule(static) if (rows * C > kParallelMin)
   for (int64_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * C;
+    const T* xr = input_row(sum, x, res, r, C);
     // Two passes (mean, then squared deviations): no catastrophic
     // cancellation as in E[x^2] - E[x]^2.
-    double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t c = 0; c < C; ++c) sum += double(xr[c]);
-    const double m = sum / double(C);
+    double total = 0.0;
+#pragma omp simd reduction(+ : total)
+    for (int64_t c = 0; c < C; ++c) total += double(xr[c]);
+    const double m = total / double(C);
     double sq = 0.0;
 #pragma omp simd reduction(+ : sq)
     for (int64_t c = 0; c < C; ++c) {
@@ -77,6 +88,38 @@ void layer_norm_forward(T* out, T* mean, T* rstd, const T* x, const T* weight, c
     if (mean) mean[r] = T(m);
     if (rstd) rstd[r] = T(rs);
   }
+}
+
+template <class T>
+void rms_norm_rows(T* sum, T* out, T* rstd, const T* x, const T* res, const T* weight, int64_t rows,
+                   int64_t C, double eps) {
+  if (C == 0) return;
+#pragma omp parallel for schedule(static) if (rows * C > kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = input_row(sum, x, res, r, C);
+    double sq = 0.0;
+#pragma omp simd reduction(+ : sq)
+    for (int64_t c = 0; c < C; ++c) sq += double(xr[c]) * double(xr[c]);
+    const double rs = 1.0 / std::sqrt(sq / double(C) + eps);
+    T* o = out + r * C;
+    for (int64_t c = 0; c < C; ++c)
+      o[c] = T(double(xr[c]) * rs * (weight ? double(weight[c]) : 1.0));
+    if (rstd) rstd[r] = T(rs);
+  }
+}
+
+}  // namespace
+
+template <class T>
+void layer_norm_forward(T* out, T* mean, T* rstd, const T* x, const T* weight, const T* bias,
+                        int64_t rows, int64_t C, double eps) {
+  layer_norm_rows<T>(nullptr, out, mean, rstd, x, nullptr, weight, bias, rows, C, eps);
+}
+
+template <class T>
+void add_layer_norm_forward(T* sum, T* out, T* mean, T* rstd, const T* x, const T* res,
+                            const T* weight, const T* bias, int64_t rows, int64_t C, double eps) {
+  layer_norm_rows<T>(sum, out, mean, rstd, x, res, weight, bias, rows, C, eps);
 }
 
 // With xhat = (x - mean) * rstd, y = xhat * w + b and g = dout * w (the
@@ -119,19 +162,13 @@ void layer_norm_backward(T* dx, T* dweight, T* dbias, const T* dout, const T* x,
 template <class T>
 void rms_norm_forward(T* out, T* rstd, const T* x, const T* weight, int64_t rows, int64_t C,
                       double eps) {
-  if (C == 0) return;
-#pragma omp parallel for schedule(static) if (rows * C > kParallelMin)
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * C;
-    double sq = 0.0;
-#pragma omp simd reduction(+ : sq)
-    for (int64_t c = 0; c < C; ++c) sq += double(xr[c]) * double(xr[c]);
-    const double rs = 1.0 / std::sqrt(sq / double(C) + eps);
-    T* o = out + r * C;
-    for (int64_t c = 0; c < C; ++c)
-      o[c] = T(double(xr[c]) * rs * (weight ? double(weight[c]) : 1.0));
-    if (rstd) rstd[r] = T(rs);
-  }
+  rms_norm_rows<T>(nullptr, out, rstd, x, nullptr, weight, rows, C, eps);
+}
+
+template <class T>
+void add_rms_norm_forward(T* sum, T* out, T* rstd, const T* x, const T* res, const T* weight,
+                          int64_t rows, int64_t C, double eps) {
+  rms_norm_rows<T>(sum, out, rstd, x, res, weight, rows, C, eps);
 }
 
 // As layer_norm without the mean: xhat = x * rstd, rstd = (mean(x^2) + eps)^-1/2,
@@ -168,6 +205,10 @@ void rms_norm_backward(T* dx, T* dweight, const T* dout, const T* x, const T* we
   template void layer_norm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,   \
                                        const T*, int64_t, int64_t);                          \
   template void rms_norm_forward<T>(T*, T*, const T*, const T*, int64_t, int64_t, double);   \
+  template void add_layer_norm_forward<T>(T*, T*, T*, T*, const T*, const T*, const T*,       \
+                                          const T*, int64_t, int64_t, double);                \
+  template void add_rms_norm_forward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t,    \
+                                        int64_t, double);                                     \
   template void rms_norm_backward<T>(T*, T*, const T*, const T*, const T*, const T*, int64_t, \
                                      int64_t);
 GL_INSTANTIATE(float)

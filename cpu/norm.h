@@ -32,6 +32,17 @@ template <class T>
 void layer_norm_backward(T* dx, T* dweight, T* dbias, const T* dout, const T* x, const T* weight,
                          const T* mean, const T* rstd, int64_t rows, int64_t C);
 
+// The residual add fused into the norm that reads its result: sum = x + res
+// (rounded to T, as the add op rounds), written to `sum`, then the norm of
+// sum, in one pass over the rows instead of an add kernel and a re-read.
+// sum, res: [rows, C]. The backward is the plain norm's, of sum.
+template <class T>
+void add_layer_norm_forward(T* sum, T* out, T* mean, T* rstd, const T* x, const T* res,
+                            const T* weight, const T* bias, int64_t rows, int64_t C, double eps);
+template <class T>
+void add_rms_norm_forward(T* sum, T* out, T* rstd, const T* x, const T* res, const T* weight,
+                          int64_t rows, int64_t C, double eps);
+
 // out, x: [rows, C]; rstd: [rows]; weight: [C].
 template <class T>
 void rms_norm_forward(T* out, T* rstd, const T* x, const T* weight, int64_t rows, int64_t C,

@@ -4,6 +4,9 @@
 // Row kernels (forward, dx): one block per row, grid-stride over rows,
 // threads stride over the C columns, block_sum for the row reductions.
 // kCenter = true is LayerNorm, false is RMSNorm (no mean, no mean term).
+// With `res`, the forward first writes sum = x + res for its row and
+// normalises sum (the fused residual add): each thread reads back only the
+// columns it wrote itself, so no barrier is needed between the two.
 //
 // Parameter gradients (dweight, dbias: column sums over rows) in two
 // deterministic passes, no atomics:
@@ -38,10 +41,17 @@ inline unsigned grid_for_rows(int64_t rows) { return unsigned(std::min<int64_t>(
 // CUDA kernels
 
 template <class T, bool kCenter>
-__global__ void norm_forward_kernel(T* out, T* mean, T* rstd, const T* x, const T* weight,
-                                    const T* bias, int64_t rows, int64_t C, T eps) {
+__global__ void norm_forward_kernel(T* sum_out, T* out, T* mean, T* rstd, const T* x,
+                                    const T* res, const T* weight, const T* bias, int64_t rows,
+                                    int64_t C, T eps) {
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = x + r * C;
+    if (res) {
+      T* s = sum_out + r * C;
+      const T* rr = res + r * C;
+      for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s[c] = xr[c] + rr[c];
+      xr = s;
+    }
     T m = T(0);
     if (kCenter) {
       T sum = T(0);
@@ -152,11 +162,11 @@ __global__ void norm_param_grads_finish_kernel(T* dweight, T* dbias, const T* pa
 // launch helpers
 
 template <class T, bool kCenter>
-void norm_forward(T* out, T* mean, T* rstd, const T* x, const T* weight, const T* bias,
-                  int64_t rows, int64_t C, double eps) {
+void norm_forward(T* sum, T* out, T* mean, T* rstd, const T* x, const T* res, const T* weight,
+                  const T* bias, int64_t rows, int64_t C, double eps) {
   if (rows == 0 || C == 0) return;
   norm_forward_kernel<T, kCenter><<<grid_for_rows(rows), threads_for(C), 0, current_stream()>>>(
-      out, mean, rstd, x, weight, bias, rows, C, T(eps));
+      sum, out, mean, rstd, x, res, weight, bias, rows, C, T(eps));
   CUDA_CHECK_LAUNCH("norm_forward_kernel");
 }
 
@@ -202,7 +212,13 @@ void norm_param_grads(T* dweight, T* dbias, const T* dout, const T* x, const T* 
 template <class T>
 void layer_norm_forward(T* out, T* mean, T* rstd, const T* x, const T* weight, const T* bias,
                         int64_t rows, int64_t C, double eps) {
-  norm_forward<T, true>(out, mean, rstd, x, weight, bias, rows, C, eps);
+  norm_forward<T, true>(nullptr, out, mean, rstd, x, nullptr, weight, bias, rows, C, eps);
+}
+
+template <class T>
+void add_layer_norm_forward(T* sum, T* out, T* mean, T* rstd, const T* x, const T* res,
+                            const T* weight, const T* bias, int64_t rows, int64_t C, double eps) {
+  norm_forward<T, true>(sum, out, mean, rstd, x, res, weight, bias, rows, C, eps);
 }
 
 template <class T>
@@ -215,7 +231,13 @@ void layer_norm_backward(T* dx, T* dweight, T* dbias, const T* dout, const T* x,
 template <class T>
 void rms_norm_forward(T* out, T* rstd, const T* x, const T* weight, int64_t rows, int64_t C,
                       double eps) {
-  norm_forward<T, false>(out, nullptr, rstd, x, weight, nullptr, rows, C, eps);
+  norm_forward<T, false>(nullptr, out, nullptr, rstd, x, nullptr, weight, nullptr, rows, C, eps);
+}
+
+template <class T>
+void add_rms_norm_forward(T* sum, T* out, T* rstd, const T* x, const T* res, const T* weight,
+                          int64_t rows, int64_t C, double eps) {
+  norm_forward<T, false>(sum, out, nullptr, rstd, x, res, weight, nullptr, rows, C, eps);
 }
 
 template <class T>
@@ -231,6 +253,10 @@ void rms_norm_backward(T* dx, T* dweight, const T* dout, const T* x, const T* we
   template void layer_norm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,   \
                                        const T*, int64_t, int64_t);                          \
   template void rms_norm_forward<T>(T*, T*, const T*, const T*, int64_t, int64_t, double);   \
+  template void add_layer_norm_forward<T>(T*, T*, T*, T*, const T*, const T*, const T*,       \
+                                          const T*, int64_t, int64_t, double);                \
+  template void add_rms_norm_forward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t,    \
+                                        int64_t, double);                                     \
   template void rms_norm_backward<T>(T*, T*, const T*, const T*, const T*, const T*, int64_t, \
                                      int64_t);
 GL_INSTANTIATE(float)

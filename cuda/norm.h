@@ -15,6 +15,13 @@ void layer_norm_backward(T* dx, T* dweight, T* dbias, const T* dout, const T* x,
                          const T* mean, const T* rstd, int64_t rows, int64_t C);
 
 template <class T>
+void add_layer_norm_forward(T* sum, T* out, T* mean, T* rstd, const T* x, const T* res,
+                            const T* weight, const T* bias, int64_t rows, int64_t C, double eps);
+template <class T>
+void add_rms_norm_forward(T* sum, T* out, T* rstd, const T* x, const T* res, const T* weight,
+                          int64_t rows, int64_t C, double eps);
+
+template <class T>
 void rms_norm_forward(T* out, T* rstd, const T* x, const T* weight, int64_t rows, int64_t C,
                       double eps);
 template <class T>

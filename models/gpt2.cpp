@@ -44,33 +44,34 @@ std::vector<ParamSpec> gpt2_param_specs(const ModelConfig& cfg) {
 
 namespace {
 
-// The layer with the activation hook on the inputs of its four Conv1D maps.
-Var layer_forward(const Var& x, const Gpt2Layer& p, const ModelConfig& cfg, KVCache* cache,
-                  size_t layer, const ActivationHook& act) {
-  GL_CHECK(x.dim() == 3 && x.size(2) == cfg.hidden_size,
-           "gpt2 layer: x must be [B, T, ", cfg.hidden_size, "], got ", x.describe());
-  const int64_t B = x.size(0), T = x.size(1), C = cfg.hidden_size, NH = cfg.num_heads;
+// The layer with the activation hook on the inputs of its four Conv1D maps,
+// on the residual stream (layers.h): both residual adds run inside the
+// following norm's kernel (ln_2 here, the next ln_1 or ln_f for the second).
+Residual layer_forward(const Residual& in, const Gpt2Layer& p, const ModelConfig& cfg, KVCache* cache,
+                       size_t layer, const ActivationHook& act) {
+  GL_CHECK(in.x.dim() == 3 && in.x.size(2) == cfg.hidden_size,
+           "gpt2 layer: x must be [B, T, ", cfg.hidden_size, "], got ", in.x.describe());
+  const int64_t B = in.x.size(0), T = in.x.size(1), C = cfg.hidden_size, NH = cfg.num_heads;
   const int64_t HS = cfg.head_size();
+  const AddNormed x = add_norm_forward(p.ln_1, in.x, in.pending);
   // c_attn's 3C outputs are q | k | v, each C = NH * HS wide.
   const std::vector<Var> qkv =
-      split(conv1d(act("attn.c_attn.weight", norm_forward(p.ln_1, x)), p.attn_w, p.attn_b),
-            {C, C, C}, 2);
+      split(conv1d(act("attn.c_attn.weight", x.out), p.attn_w, p.attn_b), {C, C, C}, 2);
   auto heads = [&](const Var& t) { return permute(reshape(t, {B, T, NH, HS}), {0, 2, 1, 3}); };
   const Var y = cached_attention(heads(qkv[0]), heads(qkv[1]), heads(qkv[2]),
                                  1.0 / std::sqrt(double(HS)), cache, layer);
   // HF: hidden_states = attn_output + residual, then feed_forward + residual.
-  const Var h = add(conv1d(act("attn.c_proj.weight", merge_heads(y)), p.aproj_w, p.aproj_b), x);
-  const Var up =
-      gelu(conv1d(act("mlp.c_fc.weight", norm_forward(p.ln_2, h)), p.fc_w, p.fc_b), cfg.gelu);
-  const Var m = conv1d(act("mlp.c_proj.weight", up), p.mproj_w, p.mproj_b);
-  return add(h, m);
+  const Var a = conv1d(act("attn.c_proj.weight", merge_heads(y)), p.aproj_w, p.aproj_b);
+  const AddNormed h = add_norm_forward(p.ln_2, a, x.sum);
+  const Var up = bias_gelu(matmul(act("mlp.c_fc.weight", h.out), p.fc_w), p.fc_b, cfg.gelu);
+  return {h.sum, conv1d(act("mlp.c_proj.weight", up), p.mproj_w, p.mproj_b)};
 }
 
 }  // namespace
 
 Var gpt2_layer_forward(const Var& x, const Gpt2Layer& p, const ModelConfig& cfg, KVCache* cache,
                        size_t layer) {
-  return layer_forward(x, p, cfg, cache, layer, ActivationHook{});
+  return layer_forward({x, Var()}, p, cfg, cache, layer, ActivationHook{}).value();
 }
 
 Gpt2::Gpt2(ModelConfig c, std::vector<NamedParam> params)
@@ -107,11 +108,12 @@ Var Gpt2::final_hidden(const Tensor& ids_in, KVCache* cache) const {
   for (int64_t t = 0; t < T; ++t) positions[size_t(t)] = pos + t;
   const Tensor pos_ids = Tensor::from_data(positions, {T}, wte.device());
   // [B, T, C] + [T, C]: HF adds position_embeds [1, T, C] the same way.
-  Var h = add(embedding(transformed("transformer.wte.weight", wte), ids),
-              embedding(transformed("transformer.wpe.weight", wpe), pos_ids));
+  Residual h{add(embedding(transformed("transformer.wte.weight", wte), ids),
+                 embedding(transformed("transformer.wpe.weight", wpe), pos_ids)),
+             Var()};
   for (size_t l = 0; l < layers_.size(); ++l) {
     if (!weight_transform_ && !activation_transform_) {
-      h = gpt2_layer_forward(h, layers_[l], cfg_, cache, l);
+      h = layer_forward(h, layers_[l], cfg_, cache, l, ActivationHook{});
       continue;
     }
     // QAT hooks (model.h): this forward's copy of the layer holds the
@@ -127,7 +129,7 @@ Var Gpt2::final_hidden(const Tensor& ids_in, KVCache* cache) const {
     h = layer_forward(h, L, cfg_, cache, l, ActivationHook{&activation_transform_, prefix});
   }
   if (cache) cache->length = pos + T;
-  return norm_forward(ln_f, h);
+  return add_norm_forward(ln_f, h.x, h.pending).out;
 }
 
 // A tied head is wte read a second time, under the head's own name, so a

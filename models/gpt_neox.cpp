@@ -39,12 +39,16 @@ std::vector<ParamSpec> gpt_neox_param_specs(const ModelConfig& cfg) {
 
 namespace {
 
-// The layer with the activation hook on the inputs of its four linear maps.
-Var layer_forward(const Var& x, const GptNeoXLayer& p, const ModelConfig& cfg,
-                  int64_t position_offset, KVCache* cache, size_t layer,
-                  const ActivationHook& act) {
-  GL_CHECK(x.dim() == 3 && x.size(2) == cfg.hidden_size,
-           "gpt_neox layer: x must be [B, T, ", cfg.hidden_size, "], got ", x.describe());
+// The layer with the activation hook on the inputs of its four linear maps,
+// on the residual stream: the stream's pending add runs inside ln1's kernel,
+// and the layer leaves its own output pending for the next norm (the next
+// layer's ln1 or the final norm). The sums are HF's, in HF's order up to
+// commutation, which is exact in floating point.
+Residual layer_forward(const Residual& in, const GptNeoXLayer& p, const ModelConfig& cfg,
+                       int64_t position_offset, KVCache* cache, size_t layer,
+                       const ActivationHook& act) {
+  GL_CHECK(in.x.dim() == 3 && in.x.size(2) == cfg.hidden_size,
+           "gpt_neox layer: x must be [B, T, ", cfg.hidden_size, "], got ", in.x.describe());
   const int64_t NH = cfg.num_heads;
   const int64_t HS = cfg.head_size();
   // HF: rotary_ndims = int(head_size * rotary_pct) (truncation, as Python's int()).
@@ -60,25 +64,26 @@ Var layer_forward(const Var& x, const GptNeoXLayer& p, const ModelConfig& cfg,
     return act.linear("attention.dense.weight", merge_heads(y), p.dense_w, p.dense_b);
   };
   auto mlp = [&](const Var& m) {
-    const Var up = gelu(act.linear("mlp.dense_h_to_4h.weight", m, p.fc_w, p.fc_b), cfg.gelu);
+    const Var up = act.linear_gelu("mlp.dense_h_to_4h.weight", m, p.fc_w, p.fc_b, cfg.gelu);
     return act.linear("mlp.dense_4h_to_h.weight", up, p.proj_w, p.proj_b);
   };
+  const AddNormed x = add_norm_forward(p.ln1, in.x, in.pending);  // x.sum: the layer's input
   if (cfg.parallel_residual) {
     // HF: hidden_states = mlp_output + attn_output + residual (this order).
-    const Var a = attn(norm_forward(p.ln1, x));
-    const Var m = mlp(norm_forward(p.ln2, x));
-    return add(add(m, a), x);
+    const Var a = attn(x.out);
+    const Var m = mlp(norm_forward(p.ln2, x.sum));
+    return {x.sum, add(m, a)};
   }
   // HF: attn_output = attn_output + residual; hidden = mlp(ln2(attn_output)) + attn_output.
-  const Var h = add(attn(norm_forward(p.ln1, x)), x);
-  return add(mlp(norm_forward(p.ln2, h)), h);
+  const AddNormed h = add_norm_forward(p.ln2, attn(x.out), x.sum);
+  return {h.sum, mlp(h.out)};
 }
 
 }  // namespace
 
 Var gpt_neox_layer_forward(const Var& x, const GptNeoXLayer& p, const ModelConfig& cfg,
                            int64_t position_offset, KVCache* cache, size_t layer) {
-  return layer_forward(x, p, cfg, position_offset, cache, layer, ActivationHook{});
+  return layer_forward({x, Var()}, p, cfg, position_offset, cache, layer, ActivationHook{}).value();
 }
 
 GptNeoX::GptNeoX(ModelConfig c, std::vector<NamedParam> params)
@@ -108,10 +113,10 @@ GptNeoX::GptNeoX(ModelConfig c, std::vector<NamedParam> params)
 Var GptNeoX::final_hidden(const Tensor& ids_in, KVCache* cache) const {
   const Tensor ids = model_ids(ids_in, embed_in.device(), "gpt_neox");
   const int64_t pos = cache ? cache->length : 0;
-  Var h = embedding(transformed("gpt_neox.embed_in.weight", embed_in), ids);
+  Residual h{embedding(transformed("gpt_neox.embed_in.weight", embed_in), ids), Var()};
   for (size_t l = 0; l < layers_.size(); ++l) {
     if (!weight_transform_ && !activation_transform_ && !linear_override_) {
-      h = gpt_neox_layer_forward(h, layers_[l], cfg_, pos, cache, l);
+      h = layer_forward(h, layers_[l], cfg_, pos, cache, l, ActivationHook{});
       continue;
     }
     // QAT hooks (model.h): this forward's copy of the layer holds the
@@ -128,7 +133,7 @@ Var GptNeoX::final_hidden(const Tensor& ids_in, KVCache* cache) const {
                       ActivationHook{&activation_transform_, prefix, &linear_override_});
   }
   if (cache) cache->length = pos + ids.size(1);
-  return norm_forward(final_norm, h);
+  return add_norm_forward(final_norm, h.x, h.pending).out;
 }
 
 Var GptNeoX::logits(const Tensor& ids, KVCache* cache) const {

@@ -108,6 +108,20 @@ Var norm_forward(const Norm& n, const Var& x) {
   GL_CHECK(false, "norm_forward: unknown norm kind");
 }
 
+AddNormed add_norm_forward(const Norm& n, const Var& x, const Var& r) {
+  if (!r.defined()) return {x, norm_forward(n, x)};
+  switch (n.kind) {
+    case NormKind::LAYERNORM: return add_layer_norm(x, r, n.weight, n.bias, n.eps);
+    case NormKind::RMSNORM: return add_rms_norm(x, r, n.weight, n.eps);
+    case NormKind::SSNORM: {
+      AddNormed o = add_rms_norm(x, r, Var(), n.eps);
+      o.out = mul(o.out, n.scale);
+      return o;
+    }
+  }
+  GL_CHECK(false, "add_norm_forward: unknown norm kind");
+}
+
 Var cached_attention(const Var& q, const Var& k, const Var& v, double scale, KVCache* cache,
                      size_t layer) {
   if (!cache) return attention(q, k, v, scale);
@@ -151,13 +165,24 @@ Tensor model_ids(const Tensor& ids, Device device, const char* who) {
   return ids.device() == device ? ids : ids.to(device);
 }
 
+Var ActivationHook::overridden(const char* suffix, const Var& in, const Var& b) const {
+  if (!linear_override || !*linear_override) return Var();
+  return (*linear_override)(prefix + suffix, in, b);
+}
+
 Var ActivationHook::linear(const char* suffix, const Var& x, const Var& w, const Var& b) const {
   const Var in = (*this)(suffix, x);
-  if (linear_override && *linear_override) {
-    const Var y = (*linear_override)(prefix + suffix, in, b);
-    if (y.defined()) return y;
-  }
-  return gl::linear(in, w, b);
+  const Var y = overridden(suffix, in, b);
+  return y.defined() ? y : gl::linear(in, w, b);
+}
+
+Var ActivationHook::linear_gelu(const char* suffix, const Var& x, const Var& w, const Var& b,
+                                GeluKind kind) const {
+  const Var in = (*this)(suffix, x);
+  const Var y = overridden(suffix, in, b);
+  if (y.defined()) return gelu(y, kind);
+  if (!b.defined()) return gelu(gl::linear(in, w, Var()), kind);
+  return bias_gelu(gl::linear(in, w, Var()), b, kind);
 }
 
 }  // namespace gl

@@ -61,6 +61,13 @@ struct ActivationHook {
   // linear(hook(suffix, x), w, b), unless the model's linear override takes
   // this layer (see LanguageModel::LinearOverride).
   Var linear(const char* suffix, const Var& x, const Var& w, const Var& b) const;
+  // gelu(linear(...)) with the bias add fused into the activation
+  // (bias_gelu); an overridden layer gets gelu of the override's output.
+  Var linear_gelu(const char* suffix, const Var& x, const Var& w, const Var& b, GeluKind kind) const;
+
+ private:
+  // The override's y for this layer's input `in`, or an undefined Var.
+  Var overridden(const char* suffix, const Var& in, const Var& b) const;
 };
 
 // Looks parameters up by name while a model wires itself up.
@@ -88,6 +95,18 @@ void add_norm_specs(std::vector<ParamSpec>& specs, const std::string& prefix, in
                     NormKind kind);
 Norm get_norm(const ParamLookup& params, const std::string& prefix, const ModelConfig& cfg);
 Var norm_forward(const Norm& norm, const Var& x);
+
+// The residual stream between blocks, carried as x plus the last block's
+// output `pending`, whose add is left to the next norm: add_norm_forward
+// runs it in the norm's kernel (add_layer_norm / add_rms_norm), one pass
+// over the stream less per block. value() materialises x + pending.
+struct Residual {
+  Var x, pending;
+  Var value() const { return pending.defined() ? add(x, pending) : x; }
+};
+// {x + r, norm(x + r)} from one kernel; r undefined: {x, norm(x)}. SSNORM
+// multiplies its scale after the fused RMSNorm, as norm_forward does.
+AddNormed add_norm_forward(const Norm& norm, const Var& x, const Var& r);
 
 // Causal self-attention of q, k, v [B, NH, T, HS] (k already rotated).
 // Without a cache: attention(q, k, v, scale). With one: k and v are written

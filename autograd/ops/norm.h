@@ -13,4 +13,16 @@ namespace gl {
 Var layer_norm(const Var& x, const Var& weight, const Var& bias, double eps = 1e-5);
 Var rms_norm(const Var& x, const Var& weight, double eps = 1e-6);
 
+// The residual add fused into the norm that reads its result (a
+// transformer's x + block(x) followed by the next LayerNorm): sum = x + r
+// and out = layer_norm(sum, ...) / rms_norm(sum, ...) from one kernel, one
+// pass over the stream instead of an add kernel and a re-read. Same values
+// and gradients as add() then the norm; r must have x's shape.
+struct AddNormed {
+  Var sum, out;
+};
+AddNormed add_layer_norm(const Var& x, const Var& r, const Var& weight, const Var& bias,
+                         double eps = 1e-5);
+AddNormed add_rms_norm(const Var& x, const Var& r, const Var& weight, double eps = 1e-6);
+
 }  // namespace gl

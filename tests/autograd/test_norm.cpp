@@ -137,3 +137,68 @@ TEST_CASE("norm errors name the tensors") {
   CHECK_THROWS_WITH_AS(layer_norm(x, Var(), Var(), -1.0), doctest::Contains("eps must be >= 0"),
                        Error);
 }
+
+// --- the residual add fused into the norm
+
+TEST_CASE("gradcheck: add_layer_norm and add_rms_norm, both outputs used") {
+  // L reads the normalised output and the sum itself (the residual stream
+  // continues past the norm), so sum's gradient has two sources.
+  for (const Shape& s : {Shape{2, 3, 5}, Shape{4, 7}}) {
+    const int64_t C = s.back();
+    const Tensor x = rand(s, 21), r = rand(s, 22), w = rand({C}, 23), b = rand({C}, 24);
+    CAPTURE(shape_str(s));
+    CHECK(gradcheck("add_layer_norm(x, r, w, b)",
+                    [](auto& v) {
+                      const AddNormed o = add_layer_norm(v[0], v[1], v[2], v[3]);
+                      return add(o.out, scale(mul(o.sum, o.sum), 0.3));
+                    },
+                    {x, r, w, b}));
+    CHECK(gradcheck("add_layer_norm(x, r)",
+                    [](auto& v) { return add_layer_norm(v[0], v[1], Var(), Var()).out; }, {x, r}));
+    CHECK(gradcheck("add_rms_norm(x, r, w)",
+                    [](auto& v) {
+                      const AddNormed o = add_rms_norm(v[0], v[1], v[2]);
+                      return add(o.out, scale(o.sum, -0.6));
+                    },
+                    {x, r, w}));
+  }
+}
+
+TEST_CASE("add_layer_norm / add_rms_norm give the bits of add then the norm (f32)") {
+  // The fused kernel adds in T and runs the same row code: bit-identical
+  // sums, outputs and gradients.
+  for (const auto& [rows, C] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {3, 17}, {37, 130}, {64, 769}}) {
+    CAPTURE(rows);
+    CAPTURE(C);
+    const Tensor x = randn({rows, C}, 25, DType::F32), r = randn({rows, C}, 26, DType::F32);
+    const Tensor w = rand({C}, 27, DType::F32), b = rand({C}, 28, DType::F32);
+    const Tensor R = randn({rows, C}, 29, DType::F32), S = randn({rows, C}, 30, DType::F32);
+    for (bool rms : {false, true}) {
+      CAPTURE(rms);
+      std::vector<Var> f, p;
+      for (const Tensor& t : {x, r, w, b}) {
+        f.emplace_back(t.clone(), true);
+        p.emplace_back(t.clone(), true);
+      }
+      const AddNormed fused = rms ? add_rms_norm(f[0], f[1], f[2]) : add_layer_norm(f[0], f[1], f[2], f[3]);
+      const Var psum = add(p[0], p[1]);
+      const Var pout = rms ? rms_norm(psum, p[2]) : layer_norm(psum, p[2], p[3]);
+      add(sum(mul(fused.out, Var(R))), sum(mul(fused.sum, Var(S)))).backward();
+      add(sum(mul(pout, Var(R))), sum(mul(psum, Var(S)))).backward();
+      CHECK(check_close("sum", fused.sum.value(), psum.value(), 0, 0));
+      CHECK(check_close("out", fused.out.value(), pout.value(), 0, 0));
+      for (size_t k = 0; k < (rms ? 3u : 4u); ++k) {
+        CAPTURE(k);
+        CHECK(check_close("grad", f[k].grad(), p[k].grad(), 0, 0));
+      }
+    }
+  }
+}
+
+TEST_CASE("add_layer_norm errors name the residual") {
+  const Var x(Tensor::zeros({2, 3}), false, "x");
+  CHECK_THROWS_WITH_AS(add_layer_norm(x, Var(Tensor::zeros({2, 4}), false, "r"), Var(), Var()),
+                       doctest::Contains("add_layer_norm: residual r (r: f32[2, 4] cpu) does not match x (x: f32[2, 3] cpu)"), Error);
+  CHECK_THROWS_WITH_AS(add_rms_norm(x, Var(), Var()), doctest::Contains("add_rms_norm: undefined residual r"),
+                       Error);
+}

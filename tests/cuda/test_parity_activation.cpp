@@ -10,6 +10,8 @@
 // by the same f32 scale, an exactly rounded product.
 #include <doctest/doctest.h>
 
+#include <cmath>
+
 #include "autograd/ops/activation.h"
 #include "autograd/ops/dropout.h"
 #include "autograd/ops/softmax.h"
@@ -100,4 +102,38 @@ TEST_CASE("cuda parity: dropout keeps exactly the same elements") {
                    x, 0, 0);
     }
   }
+}
+
+// bias_gelu: y and bias both require grad. dy as gelu's dx (atol 1e-5, rtol
+// 1e-4; f64 1e-12); dbias is a column sum over `rows` terms of random sign
+// in f32 on the GPU (deterministic partials) and in f64 on the CPU, so its
+// atol grows like sqrt(rows), as the norm parity tests' parameter grads.
+TEST_CASE("cuda parity: bias_gelu erf and tanh (f32, f64)") {
+  auto check = [](const Tensor& y, const Tensor& b, GeluKind kind, double atol, double rtol) {
+    const int64_t rows = y.numel() / y.size(-1);
+    const Tensor R = randn(y.shape(), 97, y.dtype());
+    Tensor out[2], dy[2], db[2];
+    for (int k = 0; k < 2; ++k) {
+      const Device dev = k == 0 ? Device::cpu() : Device::cuda();
+      const Var yv(y.to(dev).clone(), true), bv(b.to(dev).clone(), true);
+      const Var o = bias_gelu(yv, bv, kind);
+      sum(mul(o, Var(R.to(dev)))).backward();
+      out[k] = o.value().to(Device::cpu());
+      dy[k] = yv.grad().to(Device::cpu());
+      db[k] = bv.grad().to(Device::cpu());
+    }
+    CHECK(check_close("bias_gelu out", out[1], out[0], atol, rtol));
+    CHECK(check_close("bias_gelu dy", dy[1], dy[0], atol, rtol));
+    CHECK(check_close("bias_gelu dbias", db[1], db[0], atol * std::sqrt(double(rows)), rtol));
+  };
+  for (const auto& [rows, C] : kSizes) {
+    CAPTURE(rows);
+    CAPTURE(C);
+    const Tensor y = affine(rand({rows, C}, 6, DType::F32), 4.0, 0.0), b = rand({C}, 7, DType::F32);
+    check(y, b, GeluKind::ERF, 1e-5, 1e-4);
+    check(y, b, GeluKind::TANH, 1e-5, 1e-4);
+  }
+  const Tensor y64 = affine(rand({5, 1000}, 8), 4.0, 0.0), b64 = rand({1000}, 9);
+  check(y64, b64, GeluKind::ERF, 1e-12, 1e-12);
+  check(y64, b64, GeluKind::TANH, 1e-12, 1e-12);
 }

@@ -92,3 +92,35 @@ TEST_CASE("cuda parity: layer_norm and rms_norm (f64)") {
                rows);
   check_parity("rms_norm f64", [](auto& v) { return rms_norm(v[0], v[1]); }, {x, w}, rows);
 }
+
+// The fused residual add: both outputs enter L (sum and the normalised
+// sum), so the residual's gradient has two sources. Same tolerances: the
+// sum itself is one f32 addition on both devices (exact agreement expected,
+// within atol anyway).
+TEST_CASE("cuda parity: add_layer_norm and add_rms_norm (f32, f64)") {
+  for (const auto& [rows, C] : kSizes) {
+    CAPTURE(rows);
+    CAPTURE(C);
+    const Tensor x = rand({rows, C}, 9, DType::F32), r = rand({rows, C}, 10, DType::F32);
+    const Tensor w = affine(rand({C}, 11, DType::F32), 0.5, 1.0), b = rand({C}, 12, DType::F32);
+    check_parity("add_layer_norm(x, r, w, b)",
+                 [](auto& v) {
+                   const AddNormed o = add_layer_norm(v[0], v[1], v[2], v[3]);
+                   return add(o.out, scale(o.sum, 0.5));
+                 },
+                 {x, r, w, b}, rows);
+    check_parity("add_rms_norm(x, r, w)",
+                 [](auto& v) {
+                   const AddNormed o = add_rms_norm(v[0], v[1], v[2]);
+                   return add(o.out, scale(o.sum, 0.5));
+                 },
+                 {x, r, w}, rows);
+  }
+  const Tensor x = rand({5, 1000}, 13), r = rand({5, 1000}, 14), w = rand({1000}, 15), b = rand({1000}, 16);
+  check_parity("add_layer_norm f64",
+               [](auto& v) {
+                 const AddNormed o = add_layer_norm(v[0], v[1], v[2], v[3]);
+                 return add(o.out, scale(o.sum, 0.5));
+               },
+               {x, r, w, b}, 5);
+}
