@@ -61,7 +61,8 @@ class ShardedOptimizer final : public Optimizer {
   using MakeBase = std::function<std::unique_ptr<Optimizer>(std::vector<ParamGroup>)>;
 
   // `groups`: the full groups, the same on every rank (e.g. the unsharded
-  // optimizer's groups()). `comm` must outlive this object.
+  // optimizer's groups()). make_base is called once, here. `comm` must
+  // outlive this object.
   ShardedOptimizer(Communicator& comm, std::vector<ParamGroup> groups, const MakeBase& make_base);
 
   // Collective: steps this rank's tensors, then broadcasts every tensor from

@@ -116,6 +116,10 @@ std::vector<RecipeKey> build_schema() {
       ranged(key("optim.rho", T::FLOAT, "0.05", "SAM neighbourhood radius"), 0, kInf, true),
       key("optim.adaptive", T::BOOL, "false", "adaptive SAM (ASAM): scale the ascent by |w|"),
       ranged(key("optim.clip_grad_norm", T::FLOAT, "1", "global gradient-norm clip (0: off)"), 0, kInf),
+      ranged(key("optim.zero_stage", T::INT, "0",
+                 "1: shard the optimizer state over the data-parallel ranks (ZeRO-1, dist/zero.h): "
+                 "its memory / ranks, the same results and checkpoints as 0"),
+             0, 1),
 
       sched_kind,
       key("schedule.params", T::MAP, "{}",

@@ -6,6 +6,7 @@
 #include "core/device_hooks.h"
 #include "core/error.h"
 #include "dist/comm.h"
+#include "dist/zero.h"
 #include "data/corpus.h"
 #include "data/token_shard.h"
 #include "optim/adamw.h"
@@ -149,33 +150,39 @@ Data build_data(const Recipe& r, Communicator& comm, int64_t vocab) {
 
 // `extra`: QAT's learned (LSQ) scales, optimised without weight decay.
 Optim build_optimizer(const Recipe& r, const std::vector<NamedParam>& params,
-                      const std::vector<NamedParam>& extra) {
+                      const std::vector<NamedParam>& extra, Communicator& comm) {
   Optim o;
-  auto groups = [&](double wd) {
-    std::vector<ParamGroup> g = default_param_groups(params, wd);
-    if (!extra.empty()) g.push_back(ParamGroup{extra, 1.0, 0.0});
-    return g;
-  };
   const std::string& name = r.get_string("optim.name");
   const double wd = r.get_float("optim.weight_decay");
   const std::vector<double>& betas = r.get_floats("optim.betas");
   const AdamWOptions adam{betas[0], betas[1], r.get_float("optim.eps")};
   const std::string base = name == "sam" ? r.get_string("optim.sam_base") : name;
-  if (base == "adamw") {
-    o.opt = std::make_unique<AdamW>(groups(wd), adam);
-  } else if (base == "sgd") {
-    SgdOptions s;
-    s.momentum = r.get_float("optim.momentum");
-    o.opt = std::make_unique<Sgd>(groups(wd), s);
-  } else {
-    GL_CHECK(extra.empty(), "quant.ste: lsq with optim.name=muon is not supported (Muon would "
-             "orthogonalise the 2-D scale tensors); use adamw or sgd");
+  GL_CHECK(extra.empty() || base != "muon", "quant.ste: lsq with optim.name=muon is not supported (Muon would "
+           "orthogonalise the 2-D scale tensors); use adamw or sgd");
+  // The optimizer over some parameter groups: all of them, or (ZeRO-1) one
+  // rank's share of each. Muon makes its own groups from the parameters.
+  auto make = [&](std::vector<ParamGroup> groups) -> std::unique_ptr<Optimizer> {
+    if (base == "adamw") return std::make_unique<AdamW>(std::move(groups), adam);
+    if (base == "sgd") {
+      SgdOptions s;
+      s.momentum = r.get_float("optim.momentum");
+      return std::make_unique<Sgd>(std::move(groups), s);
+    }
+    std::vector<NamedParam> ps;
+    for (const ParamGroup& g : groups) ps.insert(ps.end(), g.params.begin(), g.params.end());
     MuonOptions m;
     m.momentum = r.get_float("optim.momentum");
     m.weight_decay = wd;
     m.adam = adam;
-    o.opt = std::make_unique<Muon>(params, m);
-  }
+    return std::make_unique<Muon>(ps, m);
+  };
+  std::vector<ParamGroup> groups = default_param_groups(params, wd);
+  if (!extra.empty()) groups.push_back(ParamGroup{extra, 1.0, 0.0});
+  o.opt = make(std::move(groups));
+  // The unsharded optimizer has allocated no state yet (that happens on its
+  // first step): its groups are the ones to shard.
+  if (r.get_int("optim.zero_stage") == 1 && comm.size() > 1)
+    o.opt = std::make_unique<ShardedOptimizer>(comm, o.opt->groups(), make);
   if (name == "sam") o.sam = std::make_unique<Sam>(*o.opt, r.get_bool("optim.adaptive"));
   return o;
 }

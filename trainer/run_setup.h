@@ -48,8 +48,10 @@ struct Optim {
   std::unique_ptr<Sam> sam;
 };
 // `extra`: QAT's learned (LSQ) scales, optimised without weight decay.
+// With optim.zero_stage 1 and several ranks, opt is a ShardedOptimizer
+// (dist/zero.h) over `comm`: step() and state() are then collectives.
 Optim build_optimizer(const Recipe& r, const std::vector<NamedParam>& params,
-                      const std::vector<NamedParam>& extra);
+                      const std::vector<NamedParam>& extra, Communicator& comm);
 
 // Every rank must start from the same weights (same seed and files): a
 // cheap fingerprint of all parameter bytes compared across ranks.

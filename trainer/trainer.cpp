@@ -33,6 +33,7 @@
 #include "data/corpus.h"
 #include "data/token_shard.h"
 #include "dist/comm.h"
+#include "dist/zero.h"
 #include "optim/adamw.h"
 #include "optim/muon.h"
 #include "optim/sam.h"
@@ -163,7 +164,9 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
           Var(p.var).mutable_value().copy_(g.scales.scale.reshape(p.var.shape()).to(p.var.dtype()));
         }
   }
-  Optim o = build_optimizer(r, params, qat_params);
+  Optim o = build_optimizer(r, params, qat_params, comm);
+  // ZeRO-1 (optim.zero_stage 1): state() gathers the shards, a collective.
+  const auto* zero = dynamic_cast<const ShardedOptimizer*>(o.opt.get());
 
   // Knowledge distillation (spec.md 5.2): a frozen teacher, by default the
   // model the run started from (train.init_from), typically FP while the
@@ -253,6 +256,7 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
                 r.file().c_str(), res.run_dir.c_str(), (long long)n, (long long)cfg.num_layers,
                 (long long)cfg.hidden_size, (long long)cfg.vocab_size, data.src->describe().c_str(),
                 (long long)steps, (long long)st.global_batch, (long long)T, W, W > 1 ? "es" : "");
+    if (zero) std::printf("  %s\n", zero->describe().c_str());
     std::fflush(stdout);
   }
 
@@ -423,8 +427,9 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
   auto save = [&]() {
     ++saves;
     saved_step = st.step;
+    NamedTensors state;
+    if (lead || zero) state = o.opt->state();  // other ranks drop theirs
     if (lead) {
-      NamedTensors state = o.opt->state();
       for (const NamedParam& p : qat_params) state.emplace_back("qat." + p.name, p.var.value());
       if (avg)
         for (auto& [k, t] : avg->state("avg.")) state.emplace_back(k, t);
