@@ -5,7 +5,8 @@
 //                                          job must end (not hang)
 //   mpirun -np N dist_mpi_check --cuda N   allreduce_mean_grads on CUDA grads:
 //                                          NCCL with one GPU per rank, the
-//                                          host path when ranks share a GPU
+//                                          host path when ranks share a GPU,
+//                                          and ZeRO-1 on CUDA weights
 //                                          (exits 77 without a GPU)
 // Run by tests/dist/mpirun_local.sh from ctest (tests/CMakeLists.txt).
 //
@@ -27,6 +28,8 @@
 
 #include "core/device_hooks.h"
 #include "dist/comm.h"
+#include "dist/zero.h"
+#include "optim/adamw.h"
 
 using namespace gl;
 
@@ -182,6 +185,58 @@ void check_mean_grads(Communicator& comm, DType dt, Device dev = Device::cpu()) 
                label + " mismatch");
 }
 
+// ZeRO-1 (dist/zero.h) over MPI: three AdamW steps of a ShardedOptimizer on
+// the mean grads must leave the weights and the gathered state bit-identical
+// to an unsharded AdamW that this rank runs alone on a copy of the model
+// with the same grads; and a full state loaded into a fresh ShardedOptimizer
+// must gather back unchanged.
+void check_zero(Communicator& comm, Device dev = Device::cpu()) {
+  const std::string label = std::string("ZeRO-1 AdamW on ") + dev.name();
+  Generator gen(7), gen_ref(7);
+  auto model = make_model(tiny_config(), gen, DType::F32, dev);
+  auto ref_model = make_model(tiny_config(), gen_ref, DType::F32, dev);
+  const auto params = model->parameters(), ref_params = ref_model->parameters();
+  auto make = [](std::vector<ParamGroup> g) { return std::make_unique<AdamW>(std::move(g)); };
+  ShardedOptimizer zero(comm, default_param_groups(params, 0.1), make);
+  AdamW ref(default_param_groups(ref_params, 0.1));
+  int owned = 0;
+  for (int o : zero.owners()) owned += o == comm.rank();
+  check(owned > 0 && owned < int(params.size()), label + ": rank owns " + std::to_string(owned) + " of " +
+                                                     std::to_string(params.size()) + " tensors");
+  Tensor ids, targets;
+  rank_batch(comm.rank(), model->config().vocab_size, ids, targets);
+  for (int step = 0; step < 3; ++step) {
+    zero.zero_grad();
+    model->loss(ids.to(dev), targets.to(dev)).backward();
+    allreduce_mean_grads(comm, params);
+    for (size_t i = 0; i < params.size(); ++i) ref_params[i].var.impl()->grad = params[i].var.grad().clone();
+    zero.step(1e-2);
+    ref.step(1e-2);
+  }
+  auto same_bits = [](const Tensor& a, const Tensor& b) {
+    const Tensor x = a.to(Device::cpu()).contiguous(), y = b.to(Device::cpu()).contiguous();
+    return a.dtype() == b.dtype() && a.shape() == b.shape() && std::memcmp(x.data_ptr(), y.data_ptr(), x.nbytes()) == 0;
+  };
+  for (size_t i = 0; i < params.size(); ++i) {
+    check(same_bits(params[i].var.value(), ref_params[i].var.value()),
+          label + ": " + params[i].name + " differs from the unsharded AdamW");
+    check_same_tensor(comm, params[i].var.value(), label + " " + params[i].name);
+  }
+  auto check_state = [&](const NamedTensors& got, const std::string& what) {
+    const NamedTensors want = ref.state();
+    check(got.size() == want.size(), label + " " + what + ": " + std::to_string(got.size()) +
+                                         " state tensors, want " + std::to_string(want.size()));
+    for (size_t i = 0; i < std::min(got.size(), want.size()); ++i)
+      check(got[i].first == want[i].first && same_bits(got[i].second, want[i].second),
+            label + " " + what + ": entry " + std::to_string(i) + " '" + got[i].first + "' differs from '" +
+                want[i].first + "'");
+  };
+  check_state(zero.state(), "gathered state");
+  ShardedOptimizer fresh(comm, default_param_groups(params, 0.1), make);
+  fresh.load_state(ref.state());
+  check_state(fresh.state(), "state loaded and gathered again");
+}
+
 int run_checks(Communicator& comm, int expected_size, bool cuda) {
   check(comm.backend() == "mpi", "backend is '" + comm.backend() + "', want 'mpi'");
   check(comm.size() == expected_size,
@@ -191,8 +246,9 @@ int run_checks(Communicator& comm, int expected_size, bool cuda) {
     // Each rank on its GPU (as ./train picks it): NCCL when every
     // rank has its own, the host path when they share one (dist/comm.cpp
     // says which on stderr). With 2 ranks both give the exact mean.
-    check_mean_grads(comm, DType::F32,
-                     Device::cuda(device_for_local_rank(launcher_local_rank(), cuda_hooks::device_count())));
+    const Device dev = Device::cuda(device_for_local_rank(launcher_local_rank(), cuda_hooks::device_count()));
+    check_mean_grads(comm, DType::F32, dev);
+    check_zero(comm, dev);
     return 0;
   }
 
@@ -226,6 +282,7 @@ int run_checks(Communicator& comm, int expected_size, bool cuda) {
 
   check_mean_grads(comm, DType::F32);
   check_mean_grads(comm, DType::F64);
+  check_zero(comm);
   return 0;
 }
 

@@ -28,6 +28,10 @@ grep -q "usage: ./train" help.txt || fail "--help prints no usage"
 [[ $(wc -l < out.txt) -eq 1 ]] || { cat out.txt; fail "misspelled key: not one line"; }
 grep -q "unknown key 'optim.lrr' (did you mean 'optim.lr'?)" out.txt || { cat out.txt; fail "misspelled key message"; }
 
+"$train" "$recipe" optim.zero_stage=2 > out.txt 2>&1; rc=$?
+[[ $rc -eq 1 && $(wc -l < out.txt) -eq 1 ]] || { cat out.txt; fail "optim.zero_stage=2: exit $rc, expected 1 and one line"; }
+grep -q "optim.zero_stage = 2 is out of range \[0, 1\]" out.txt || { cat out.txt; fail "optim.zero_stage=2 message"; }
+
 "$train" "$src/recipes/pythia160m_int4.yaml" > out.txt 2>&1; rc=$?
 [[ $rc -eq 1 ]] || fail "pythia recipe without a checkpoint: exit $rc, expected 1"
 grep -q "train.init_from: checkpoints/pythia-160m-step100000 is not a Hugging Face model directory" out.txt ||

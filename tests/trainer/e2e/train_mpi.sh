@@ -9,6 +9,12 @@
 # float operations. Both runs use one OpenMP thread per process so the GEMMs
 # split their work identically.
 #
+# ZeRO-1 (optim.zero_stage=1, dist/zero.h) must change nothing but where
+# the optimizer state lives: 2 ranks with it give the same bits again, and
+# its checkpoints are the unsharded ones, so a run moves between
+# zero_stage 1 on 2 ranks and zero_stage 0 on one process at a checkpoint
+# (both ways) and still ends bit-identical to the uninterrupted run.
+#
 #   train_mpi.sh MPIRUN_LOCAL_SH MPIEXEC GRIDLOCK_TRAIN SOURCE_DIR WORK_DIR
 set -euo pipefail
 mpirun_local="$1" mpiexec="$2" train="$3" src="$4" work="$5"
@@ -17,13 +23,19 @@ recipe="$src/tests/trainer/e2e/small.yaml"
 export OMP_NUM_THREADS=1
 common=(run.out_dir="$work/runs" data.cache_dir="$work/cache")
 
-"$train" "$recipe" "${common[@]}" run.name=single data.grad_accum=2 > single.log 2>&1 ||
-  { cat single.log; echo "FAIL: the single-process run failed"; exit 1; }
-bash "$mpirun_local" "$mpiexec" 2 "$train" "$recipe" "${common[@]}" run.name=mpi data.grad_accum=1 > mpi.log 2>&1 ||
-  { cat mpi.log; echo "FAIL: the 2-rank run failed"; exit 1; }
-grep -q "on 2 processes" mpi.log || { cat mpi.log; echo "FAIL: the run did not see 2 ranks"; exit 1; }
-
-python3 - "$work/runs/single/metrics.jsonl" "$work/runs/mpi/metrics.jsonl" <<'PY'
+run1() {  # NAME ARGS...: one process
+  local name="$1"; shift
+  "$train" "$recipe" "${common[@]}" run.name="$name" "$@" > "$name.log" 2>&1 ||
+    { cat "$name.log"; echo "FAIL: the single-process run $name failed"; exit 1; }
+}
+run2() {  # NAME ARGS...: 2 MPI ranks
+  local name="$1"; shift
+  bash "$mpirun_local" "$mpiexec" 2 "$train" "$recipe" "${common[@]}" run.name="$name" "$@" > "$name.log" 2>&1 ||
+    { cat "$name.log"; echo "FAIL: the 2-rank run $name failed"; exit 1; }
+  grep -q "on 2 processes" "$name.log" || { cat "$name.log"; echo "FAIL: $name did not see 2 ranks"; exit 1; }
+}
+same_run() {  # A B: the same losses at every step, the same final checkpoint files
+  python3 - "$work/runs/$1/metrics.jsonl" "$work/runs/$2/metrics.jsonl" "$1" "$2" <<'PY'
 import json, sys
 def records(p):
     return [json.loads(l) for l in open(p) if l.strip()]
@@ -33,12 +45,40 @@ tb = [(r["step"], r["loss"]) for r in b if r["kind"] == "train"]
 va = [(r["step"], r["val_loss"]) for r in a if r["kind"] == "val"]
 vb = [(r["step"], r["val_loss"]) for r in b if r["kind"] == "val"]
 assert len(ta) == 8 and len(va) == 2, (ta, va)
-assert ta == tb, f"train losses differ:\n single {ta}\n mpi    {tb}"
-assert va == vb, f"validation losses differ:\n single {va}\n mpi    {vb}"
-print("same losses at all", len(ta), "steps:", ta[0][1], "->", ta[-1][1])
+assert ta == tb, f"train losses differ:\n {sys.argv[3]} {ta}\n {sys.argv[4]} {tb}"
+assert va == vb, f"validation losses differ:\n {sys.argv[3]} {va}\n {sys.argv[4]} {vb}"
+print(f"{sys.argv[4]} == {sys.argv[3]}: same losses at all {len(ta)} steps: {ta[0][1]} -> {ta[-1][1]}")
 PY
-for f in model.safetensors optimizer.safetensors; do
-  cmp "runs/single/checkpoints/step-00000008/$f" "runs/mpi/checkpoints/step-00000008/$f" ||
-    { echo "FAIL: $f differs between 1 process x grad_accum 2 and 2 ranks"; exit 1; }
-done
+  for f in model.safetensors optimizer.safetensors; do
+    cmp "runs/$1/checkpoints/step-00000008/$f" "runs/$2/checkpoints/step-00000008/$f" ||
+      { echo "FAIL: $f differs between $1 and $2"; exit 1; }
+  done
+}
+# A copy of run FROM cut back to its step-4 checkpoint, as NAME, for --resume.
+cut_at_4() {
+  cp -r "runs/$1" "runs/$2"
+  rm -rf "runs/$2/checkpoints/step-00000008"
+}
+resumed() {  # NAME: the log says it resumed at step 4
+  grep -q "resuming .*step-00000004 at step 4" "$1.log" || { cat "$1.log"; echo "FAIL: $1 did not resume at step 4"; exit 1; }
+}
+
+run1 single data.grad_accum=2
+run2 mpi data.grad_accum=1
+same_run single mpi
 echo "PASS: 2 MPI ranks == 1 process with the same global batch (bit-identical weights)"
+
+run2 zero data.grad_accum=1 optim.zero_stage=1
+grep -q "ZeRO-1: optimizer state sharded over 2 ranks" zero.log || { cat zero.log; echo "FAIL: no ZeRO-1 line"; exit 1; }
+same_run single zero
+echo "PASS: 2 MPI ranks with ZeRO-1 == 1 process (bit-identical weights and optimizer state)"
+
+cut_at_4 zero zero_then_single
+run1 zero_then_single --resume data.grad_accum=2
+resumed zero_then_single
+same_run single zero_then_single
+cut_at_4 single single_then_zero
+run2 single_then_zero --resume data.grad_accum=1 optim.zero_stage=1
+resumed single_then_zero
+same_run single single_then_zero
+echo "PASS: ZeRO-1 checkpoints resume without ZeRO on 1 process, and unsharded ones with ZeRO-1 on 2 ranks, bit-identically"
