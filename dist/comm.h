@@ -1,6 +1,7 @@
 // Data-parallel communication: a process group (Communicator) with the few
 // collectives a data-parallel trainer needs, the process-wide world() group,
-// and the gradient all-reduce built on them.
+// and the gradient all-reduce built on them. ZeRO-1, the optimizer state
+// sharded over the ranks on top of these collectives, is dist/zero.h.
 //
 // Backends:
 //   "single"  one process; every collective is the identity. Used when the
