@@ -247,7 +247,7 @@ std::string ShardedOptimizer::describe() const {
   os << "ZeRO-1: optimizer state sharded over " << comm_.size() << " ranks by whole tensors (" << all
      << " parameters):";
   for (int r = 0; r < comm_.size(); ++r)
-    os << (r ? "," : "") << " rank " << r << " " << tensors[size_t(r)] << " tensors, "
+    os << (r ? ";" : "") << " rank " << r << " " << tensors[size_t(r)] << " tensors, "
        << elements[size_t(r)] << " parameters";
   return os.str();
 }

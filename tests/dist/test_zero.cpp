@@ -75,7 +75,8 @@ std::vector<ParamGroup> full_groups(const std::string& kind, const std::vector<N
 }
 
 // Steps [first, last) of a run; "sam" runs SAM's two phases around the optimizer.
-void train(const std::string& kind, Optimizer& opt, std::vector<NamedParam>& ps, int64_t first, int64_t last) {
+void train(const std::string& kind, Optimizer& opt, std::vector<NamedParam>& ps, int64_t first,
+           int64_t last) {
   Sam sam(opt);
   for (int64_t s = first; s < last; ++s) {
     const double lr = 0.01 * double(s + 1);
@@ -100,12 +101,13 @@ bool same_bits(const Tensor& a, const Tensor& b) {
 
 // "" when equal (names, order, dtypes, shapes, bytes), else the first difference.
 std::string state_diff(const NamedTensors& got, const NamedTensors& ref) {
-  if (got.size() != ref.size())
-    return str(got.size(), " state tensors, expected ", ref.size());
+  if (got.size() != ref.size()) return str(got.size(), " state tensors, expected ", ref.size());
   for (size_t i = 0; i < ref.size(); ++i) {
-    if (got[i].first != ref[i].first) return str("entry ", i, " is '", got[i].first, "', expected '", ref[i].first, "'");
+    if (got[i].first != ref[i].first)
+      return str("entry ", i, " is '", got[i].first, "', expected '", ref[i].first, "'");
     if (!same_bits(got[i].second, ref[i].second))
-      return str("'", ref[i].first, "' differs: ", got[i].second.describe(), " vs ", ref[i].second.describe());
+      return str("'", ref[i].first, "' differs: ", got[i].second.describe(), " vs ",
+                 ref[i].second.describe());
   }
   return "";
 }
@@ -125,9 +127,9 @@ std::vector<std::string> names_of(const std::vector<NamedParam>& ps) {
 // What one simulated rank ends with.
 struct RankResult {
   std::vector<Tensor> values;
-  NamedTensors state;       // gathered
-  NamedTensors own;         // its base optimizer's state
-  std::vector<int> owners;   // of the sharded optimizer's params(), in its order
+  NamedTensors state;              // gathered
+  NamedTensors own;                // its base optimizer's state
+  std::vector<int> owners;         // of the sharded optimizer's params(), in its order
   std::vector<std::string> order;  // the names of those params()
 };
 
@@ -149,13 +151,13 @@ void check_ranks(const std::string& label, const std::vector<std::string>& error
       const auto& order = got[r].order;
       const auto it = std::find(order.begin(), order.end(), name);
       REQUIRE_MESSAGE(it != order.end(), key);
-      CHECK_MESSAGE(got[r].owners[size_t(it - order.begin())] == int(r), key, " is held by rank ", r, ", not its owner");
+      CHECK_MESSAGE(got[r].owners[size_t(it - order.begin())] == int(r), key, " is held by rank ", r,
+                    ", not its owner");
     }
     own_total += got[r].own.size();
   }
   CHECK(own_total == ref_state.size());
 }
-
 
 }  // namespace
 
@@ -204,7 +206,8 @@ TEST_CASE("zero: on one rank the sharded optimizer is its base optimizer, bit fo
     ShardedOptimizer z(one, full_groups(kind, ps), [&](std::vector<ParamGroup> g) { return build(kind, g); });
     train(kind, z, ps, 0, 3);
     CHECK(z.owners() == std::vector<int>(ps.size(), 0));
-    for (size_t i = 0; i < ps.size(); ++i) CHECK_MESSAGE(same_bits(ps[i].var.value(), ref[i].var.value()), ps[i].name);
+    for (size_t i = 0; i < ps.size(); ++i)
+      CHECK_MESSAGE(same_bits(ps[i].var.value(), ref[i].var.value()), ps[i].name);
     const std::string d = state_diff(z.state(), full->state());
     CHECK_MESSAGE(d.empty(), d);
     CHECK(z.describe().find("rank 0 7 tensors") != std::string::npos);
@@ -221,7 +224,8 @@ TEST_CASE("zero: 2 and 3 simulated ranks give the unsharded run's weights and st
       std::vector<RankResult> got(static_cast<size_t>(n));
       const auto errors = run_ranks(n, [&](Communicator& c) {
         std::vector<NamedParam> ps = make_table();
-        ShardedOptimizer z(c, full_groups(kind, ps), [&](std::vector<ParamGroup> g) { return build(kind, g); });
+        ShardedOptimizer z(c, full_groups(kind, ps),
+                           [&](std::vector<ParamGroup> g) { return build(kind, g); });
         train(kind, z, ps, 0, 3);
         RankResult& r = got[size_t(c.rank())];
         r.values = values_of(ps);
@@ -230,7 +234,8 @@ TEST_CASE("zero: 2 and 3 simulated ranks give the unsharded run's weights and st
         r.owners = z.owners();
         r.order = names_of(z.params());
       });
-      check_ranks(kind + " on " + std::to_string(n) + " ranks", errors, got, values_of(ref), ref_state, names_of(ref));
+      check_ranks(kind + " on " + std::to_string(n) + " ranks", errors, got, values_of(ref), ref_state,
+                  names_of(ref));
     }
   }
 }
@@ -283,7 +288,8 @@ TEST_CASE("zero: a state one rank refuses fails on every rank with that rank's m
   for (const Case& k : {Case{&bad, "rank 1: ", key}, Case{&unknown, "rank 0: ", "'bogus'"}}) {
     const auto errors = run_ranks(2, [&](Communicator& c) {
       std::vector<NamedParam> ps = make_table();
-      ShardedOptimizer z(c, full_groups("adamw", ps), [](std::vector<ParamGroup> g) { return build("adamw", g); });
+      ShardedOptimizer z(c, full_groups("adamw", ps),
+                         [](std::vector<ParamGroup> g) { return build("adamw", g); });
       z.load_state(*k.state);
     });
     CHECK(errors[0] == errors[1]);
