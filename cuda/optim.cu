@@ -12,6 +12,7 @@
 // function of n only) where each block reduces its grid-stride slice in
 // double and writes one partial; the host adds the partials in order.
 #include "cuda/common.cuh"
+#include "cuda/multi_tensor.h"
 #include "cuda/optim.h"
 #include "cuda/reduce_utils.cuh"
 
@@ -40,21 +41,59 @@ __device__ __forceinline__ T lerp(T a, T b, T w) {
 }
 
 template <class T>
+__device__ __forceinline__ void adamw_element(T* param, T* exp_avg, T* exp_avg_sq, const T* grad,
+                                              int64_t i, T decay, T b1, T one_minus_b1, T b2,
+                                              T one_minus_b2, T neg_step_size, T bc2_sqrt, T eps,
+                                              bool decays) {
+  const T g = grad[i];
+  T p = param[i];
+  if (decays) p = mul(p, decay);
+  // m = m*b1 + g*(1-b1);  v = v*b2 + ((1-b2)*g)*g  (Eigen's left-to-right order)
+  const T m = add(mul(exp_avg[i], b1), mul(g, one_minus_b1));
+  const T v = add(mul(exp_avg_sq[i], b2), mul(mul(one_minus_b2, g), g));
+  exp_avg[i] = m;
+  exp_avg_sq[i] = v;
+  param[i] = add(p, mul(neg_step_size, div(m, add(div(sqrt_rn(v), bc2_sqrt), eps))));
+}
+
+template <class T>
 __global__ void adamw_update_kernel(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, T decay,
                                     T b1, T one_minus_b1, T b2, T one_minus_b2, T neg_step_size,
                                     T bc2_sqrt, T eps, bool decays, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const T g = grad[i];
-    T p = param[i];
-    if (decays) p = mul(p, decay);
-    // m = m*b1 + g*(1-b1);  v = v*b2 + ((1-b2)*g)*g  (Eigen's left-to-right order)
-    const T m = add(mul(exp_avg[i], b1), mul(g, one_minus_b1));
-    const T v = add(mul(exp_avg_sq[i], b2), mul(mul(one_minus_b2, g), g));
-    exp_avg[i] = m;
-    exp_avg_sq[i] = v;
-    param[i] = add(p, mul(neg_step_size, div(m, add(div(sqrt_rn(v), bc2_sqrt), eps))));
-  }
+       i += int64_t(gridDim.x) * blockDim.x)
+    adamw_element(param, exp_avg, exp_avg_sq, grad, i, decay, b1, one_minus_b1, b2, one_minus_b2,
+                  neg_step_size, bc2_sqrt, eps, decays);
+}
+
+// A multi-tensor launch's table (cuda/multi_tensor.h), passed by value as
+// the kernel's parameter.
+template <class T>
+struct AdamWTable {
+  T* param[kMaxTensors];
+  T* exp_avg[kMaxTensors];
+  T* exp_avg_sq[kMaxTensors];
+  const T* grad[kMaxTensors];
+  int64_t n[kMaxTensors];
+  T decay[kMaxTensors], neg_step_size[kMaxTensors], bc2_sqrt[kMaxTensors];
+  bool decays[kMaxTensors];
+  int block_start[kMaxTensors + 1];
+  T b1, one_minus_b1, b2, one_minus_b2, eps;
+};
+static_assert(sizeof(AdamWTable<double>) <= 4096, "AdamW's multi-tensor table must fit 4 KB of kernel parameters");
+
+// Block b updates chunk b - block_start[k] of tensor k, the tensor whose
+// blocks contain b (a scan over at most 32 entries).
+template <class T>
+__global__ void adamw_multi_kernel(const AdamWTable<T> t) {
+  int k = 0;
+  while (t.block_start[k + 1] <= int(blockIdx.x)) ++k;
+  const int64_t begin = int64_t(int(blockIdx.x) - t.block_start[k]) * kChunk;
+  const int64_t end = begin + kChunk < t.n[k] ? begin + kChunk : t.n[k];
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x)
+    adamw_element(t.param[k], t.exp_avg[k], t.exp_avg_sq[k], t.grad[k], i, t.decay[k], t.b1,
+                  t.one_minus_b1, t.b2, t.one_minus_b2, t.neg_step_size[k], t.bc2_sqrt[k], t.eps,
+                  t.decays[k]);
 }
 
 template <class T>
@@ -134,6 +173,38 @@ void adamw_update(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, const Adam
 }
 
 template <class T>
+void adamw_update_multi(const std::vector<AdamWTensor<T>>& tensors) {
+  std::vector<int64_t> sizes;
+  for (const AdamWTensor<T>& x : tensors) sizes.push_back(x.n);
+  for (const MultiTensorLaunch& l : plan_multi_tensor(sizes)) {
+    AdamWTable<T> t{};
+    const AdamWConstants& c0 = tensors[l.first].c;
+    t.b1 = T(c0.beta1);
+    t.one_minus_b1 = T(c0.one_minus_beta1);
+    t.b2 = T(c0.beta2);
+    t.one_minus_b2 = T(c0.one_minus_beta2);
+    t.eps = T(c0.eps);
+    for (size_t k = 0; k < l.count; ++k) {
+      const AdamWTensor<T>& x = tensors[l.first + k];
+      GL_CHECK(x.c.beta1 == c0.beta1 && x.c.beta2 == c0.beta2 && x.c.eps == c0.eps,
+               "adamw_update_multi: tensors of one list must share beta1, beta2 and eps");
+      t.param[k] = x.param;
+      t.exp_avg[k] = x.exp_avg;
+      t.exp_avg_sq[k] = x.exp_avg_sq;
+      t.grad[k] = x.grad;
+      t.n[k] = x.n;
+      t.decay[k] = T(x.c.decay);
+      t.neg_step_size[k] = T(x.c.neg_step_size);
+      t.bc2_sqrt[k] = T(x.c.bc2_sqrt);
+      t.decays[k] = x.c.decays;
+    }
+    for (size_t k = 0; k <= l.count; ++k) t.block_start[k] = l.block_start[k];
+    adamw_multi_kernel<T><<<unsigned(l.block_start[l.count]), kThreads, 0, current_stream()>>>(t);
+    CUDA_CHECK_LAUNCH("adamw_multi_kernel");
+  }
+}
+
+template <class T>
 void sgd_update(T* param, T* momentum_buffer, const T* grad, double lr, double momentum,
                 double weight_decay, bool nesterov, bool first_step, int64_t n) {
   if (n == 0) return;
@@ -189,6 +260,7 @@ void sum_squares_partials(double* partials, const T* x, const T* w, int64_t n) {
 
 #define GL_INSTANTIATE(T)                                                                       \
   template void adamw_update<T>(T*, T*, T*, const T*, const AdamWConstants&, int64_t);          \
+  template void adamw_update_multi<T>(const std::vector<AdamWTensor<T>>&);                      \
   template void sgd_update<T>(T*, T*, const T*, double, double, double, bool, bool, int64_t);   \
   template void muon_momentum<T>(T*, T*, const T*, double, bool, int64_t);                      \
   template void muon_apply<T>(T*, const T*, double, bool, double, int64_t);                     \

@@ -10,6 +10,7 @@
 // both backends use bit-identical constants.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 namespace gl::cuda {
 
@@ -26,6 +27,22 @@ struct AdamWConstants {
 template <class T>
 void adamw_update(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, const AdamWConstants& c,
                   int64_t n);
+
+// One tensor of a multi-tensor AdamW step (device pointers, n elements).
+template <class T>
+struct AdamWTensor {
+  T* param;
+  T* exp_avg;
+  T* exp_avg_sq;
+  const T* grad;
+  int64_t n;
+  AdamWConstants c;  // beta1, beta2 and eps must agree across the list
+};
+// adamw_update over every tensor of the list in few launches (cuda/
+// multi_tensor.h: up to 32 tensors per launch), with the same arithmetic, so
+// the same bits as one adamw_update per tensor.
+template <class T>
+void adamw_update_multi(const std::vector<AdamWTensor<T>>& tensors);
 
 // One SGD step: param (and momentum_buffer when momentum != 0; it may be
 // null otherwise) in place. first_step: the buffer is initialised to d.

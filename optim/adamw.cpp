@@ -1,11 +1,13 @@
 // AdamW's update kernel and wrapper; the maths is in optim/adamw.h. CUDA
-// parameters run the fused kernel of cuda/optim.cu (one launch per tensor)
-// with the same host-computed constants.
+// parameters run the fused kernel of cuda/optim.cu with the same
+// host-computed constants; a step of the optimizer updates all of them in
+// few launches (adamw_update_all: up to 32 tensors per launch).
 #include "optim/adamw.h"
 
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "cuda/optim.h"
 
@@ -86,6 +88,35 @@ void adamw_update(Tensor& param, Tensor& exp_avg, Tensor& exp_avg_sq, const Tens
       });
 }
 
+void adamw_update_all(const std::vector<AdamWItem>& items) {
+  std::vector<cuda::AdamWTensor<float>> f32;
+  std::vector<cuda::AdamWTensor<double>> f64;
+  for (const AdamWItem& it : items) {
+    Tensor param = it.param, m = it.exp_avg, v = it.exp_avg_sq;
+    if (!param.is_cuda()) {
+      adamw_update(param, m, v, it.grad, it.h);
+      continue;
+    }
+    // adamw_update's checks, then the tensor joins its dtype's list.
+    GL_CHECK(it.h.step >= 1, "adamw: step must be >= 1, got ", it.h.step);
+    GL_CHECK(param.is_contiguous(), "adamw: param must be contiguous, got ", param.describe());
+    check_operand("adamw", param, m, "exp_avg");
+    check_operand("adamw", param, v, "exp_avg_sq");
+    check_operand("adamw", param, it.grad, "grad");
+    dispatch("adamw", param, [&](auto) {},
+        [&](auto tag) {
+          using T = decltype(tag);
+          cuda::AdamWTensor<T> x{param.data<T>(), m.data<T>(), v.data<T>(), it.grad.data<T>(),
+                                 param.numel(), adamw_constants(it.h)};
+          if constexpr (std::is_same_v<T, float>) f32.push_back(x);
+          else f64.push_back(x);
+        });
+  }
+  // Grouped by dtype, each list in the items' order.
+  if (!f32.empty()) cuda::adamw_update_multi<float>(f32);
+  if (!f64.empty()) cuda::adamw_update_multi<double>(f64);
+}
+
 AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions opts)
     : Optimizer(std::move(groups)), opts_(opts) {
   GL_CHECK(opts_.beta1 >= 0 && opts_.beta1 < 1 && opts_.beta2 >= 0 && opts_.beta2 < 1,
@@ -95,6 +126,7 @@ AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions opts)
 
 void AdamW::step(double lr) {
   NoGradGuard no_grad;
+  std::vector<AdamWItem> items;
   for (ParamGroup& group : groups_)
     for (NamedParam& p : group.params) {
       if (!p.var.grad().defined()) continue;
@@ -112,8 +144,9 @@ void AdamW::step(double lr) {
       h.eps = opts_.eps;
       h.weight_decay = group.weight_decay;
       h.step = s.step;
-      adamw_update(p.var.mutable_value(), s.exp_avg, s.exp_avg_sq, g, h);
+      items.push_back({p.var.mutable_value(), s.exp_avg, s.exp_avg_sq, g, h});
     }
+  adamw_update_all(items);
 }
 
 NamedTensors AdamW::state() const {

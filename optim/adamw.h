@@ -42,6 +42,16 @@ struct AdamWHyper {
 void adamw_update(Tensor& param, Tensor& exp_avg, Tensor& exp_avg_sq, const Tensor& grad,
                   const AdamWHyper& h);
 
+// adamw_update over many tensors (handles: the updates write through them).
+// CUDA tensors go in few launches per dtype (cuda::adamw_update_multi, up to
+// 32 tensors each) instead of one per tensor; CPU tensors take
+// adamw_update. The same bits as adamw_update one by one.
+struct AdamWItem {
+  Tensor param, exp_avg, exp_avg_sq, grad;
+  AdamWHyper h;
+};
+void adamw_update_all(const std::vector<AdamWItem>& items);
+
 class AdamW : public Optimizer {
  public:
   AdamW(std::vector<ParamGroup> groups, AdamWOptions opts = {});

@@ -28,8 +28,10 @@
 // Sums of squares accumulate in double for f32 and f64.
 //
 // Updates run on the parameter's device over contiguous data: CPU loops, or
-// the kernels of cuda/optim.cu (one fused launch per parameter tensor, the
-// CPU loop's order of operations). On CUDA the sums of squares are
+// the kernels of cuda/optim.cu (fused, the CPU loop's order of operations;
+// AdamW's step covers all its tensors in multi-tensor launches of up to 32
+// tensors, cuda/multi_tensor.h; SGD and Muon's elementwise steps launch
+// once per tensor). On CUDA the sums of squares are
 // deterministic too: fixed-grid block partials in double, added on the host
 // in order (no atomics).
 #pragma once
