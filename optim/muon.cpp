@@ -1,7 +1,8 @@
 // Muon's Newton-Schulz iteration, update and optimizer; the maths is in
 // optim/muon.h. On CUDA the Newton-Schulz iteration runs through the tensor
-// ops (matmul_tensor, binary, affine, sum_tensor), and the two elementwise
-// loops (momentum, weight step) through cuda/optim.cu's kernels.
+// ops (matmul_tensor, binary, affine, sum_tensor), batched over the
+// matrices of one shape, and the two elementwise loops (momentum, weight
+// step) through cuda/optim.cu's kernels.
 #include "optim/muon.h"
 
 #include <algorithm>
@@ -45,23 +46,39 @@ bool is_muon_param(const NamedParam& p) {
   return p.var.dim() == 2 && (contains(p.name, ".layers.") || contains(p.name, ".h."));
 }
 
-Tensor zeropower_via_newtonschulz5(const Tensor& G, int steps) {
-  GL_CHECK(G.dim() == 2, "zeropower_via_newtonschulz5: G must be 2-D, got ", G.describe());
-  GL_CHECK(steps >= 0, "zeropower_via_newtonschulz5: steps must be >= 0, got ", steps);
+namespace {
+
+// The iteration on X [rows, cols] or a batch [k, rows, cols], rows <= cols,
+// each matrix scaled by its own Frobenius norm first.
+Tensor newton_schulz(Tensor X, int steps) {
   const double a = 3.4445, b = -4.7750, c = 2.0315;
-  const bool transposed = G.size(0) > G.size(1);
-  Tensor X = transposed ? G.transpose(0, 1).contiguous() : G.contiguous();
-  const double norm = std::sqrt(sum_tensor(binary(X, X, BinaryOp::MUL), {}, false).item());
-  X = binary(X, Tensor::full({1}, norm + 1e-7, X.dtype(), X.device()), BinaryOp::DIV);
+  if (X.dim() == 2) {
+    const double norm = std::sqrt(sum_tensor(binary(X, X, BinaryOp::MUL), {}, false).item());
+    X = binary(X, Tensor::full({1}, norm + 1e-7, X.dtype(), X.device()), BinaryOp::DIV);
+  } else {
+    // The k norms come to the host together: one round trip per batch
+    // instead of one per matrix.
+    const std::vector<double> sq = sum_tensor(binary(X, X, BinaryOp::MUL), {1, 2}, false).to_vector();
+    std::vector<double> div;
+    for (double v : sq) div.push_back(std::sqrt(v) + 1e-7);
+    X = binary(X, Tensor::from_vector(div, {X.size(0), 1, 1}, X.dtype()).to(X.device()), BinaryOp::DIV);
+  }
   for (int i = 0; i < steps; ++i) {
     const Tensor A = matmul_tensor(X, X, false, true);
     const Tensor B = binary(affine(A, b, 0.0), matmul_tensor(affine(A, c, 0.0), A), BinaryOp::ADD);
     X = binary(affine(X, a, 0.0), matmul_tensor(B, X), BinaryOp::ADD);
   }
-  return transposed ? X.transpose(0, 1).contiguous() : X;
+  return X;
 }
 
-Tensor muon_update(const Tensor& grad, Tensor& momentum, double beta, int ns_steps, bool nesterov) {
+// update = O * sqrt(max(1, rows / cols)), torch's adjustment for tall matrices.
+Tensor scale_update(const Tensor& o, const Tensor& g) {
+  const double s = std::sqrt(std::max(1.0, double(g.size(0)) / double(g.size(1))));
+  return s == 1.0 ? o : affine(o, s, 0.0);
+}
+
+// momentum <- lerp(momentum, grad, 1 - beta); returns U (the header's maths).
+Tensor muon_momentum(const Tensor& grad, Tensor& momentum, double beta, bool nesterov) {
   GL_CHECK(grad.dim() == 2, "muon_update: grad must be 2-D, got ", grad.describe());
   GL_CHECK(beta >= 0 && beta < 1, "muon_update: beta must be in [0, 1), got ", beta);
   const Tensor g = grad.contiguous();
@@ -85,9 +102,74 @@ Tensor muon_update(const Tensor& grad, Tensor& momentum, double beta, int ns_ste
         cuda::muon_momentum<T>(u.data<T>(), momentum.data<T>(), g.data<T>(), beta, nesterov,
                                g.numel());
       });
-  Tensor o = zeropower_via_newtonschulz5(u, ns_steps);
-  const double s = std::sqrt(std::max(1.0, double(g.size(0)) / double(g.size(1))));
-  return s == 1.0 ? o : affine(o, s, 0.0);
+  return u;
+}
+
+}  // namespace
+
+Tensor zeropower_via_newtonschulz5(const Tensor& G, int steps) {
+  GL_CHECK(G.dim() == 2, "zeropower_via_newtonschulz5: G must be 2-D, got ", G.describe());
+  GL_CHECK(steps >= 0, "zeropower_via_newtonschulz5: steps must be >= 0, got ", steps);
+  const bool transposed = G.size(0) > G.size(1);
+  const Tensor X = newton_schulz(transposed ? G.transpose(0, 1).contiguous() : G.contiguous(), steps);
+  return transposed ? X.transpose(0, 1).contiguous() : X;
+}
+
+std::vector<Tensor> zeropower_via_newtonschulz5(const std::vector<Tensor>& Gs, int steps) {
+  GL_CHECK(steps >= 0, "zeropower_via_newtonschulz5: steps must be >= 0, got ", steps);
+  // Batches by (oriented shape, dtype, device), in order of first appearance.
+  struct Batch {
+    Shape shape;
+    DType dtype;
+    Device device;
+    std::vector<size_t> members;
+  };
+  std::vector<Batch> batches;
+  for (size_t i = 0; i < Gs.size(); ++i) {
+    const Tensor& G = Gs[i];
+    GL_CHECK(G.dim() == 2, "zeropower_via_newtonschulz5: matrix ", i, " must be 2-D, got ", G.describe());
+    const Shape oriented = {std::min(G.size(0), G.size(1)), std::max(G.size(0), G.size(1))};
+    auto it = std::find_if(batches.begin(), batches.end(), [&](const Batch& b) {
+      return b.shape == oriented && b.dtype == G.dtype() && b.device == G.device();
+    });
+    if (it == batches.end()) it = batches.insert(batches.end(), Batch{oriented, G.dtype(), G.device(), {}});
+    it->members.push_back(i);
+  }
+  std::vector<Tensor> out(Gs.size());
+  for (const Batch& b : batches) {
+    if (b.members.size() == 1) {
+      out[b.members[0]] = zeropower_via_newtonschulz5(Gs[b.members[0]], steps);
+      continue;
+    }
+    std::vector<Tensor> oriented;
+    for (size_t i : b.members) {
+      const Tensor& G = Gs[i];
+      oriented.push_back((G.size(0) > G.size(1) ? G.transpose(0, 1) : G).reshape({1, b.shape[0], b.shape[1]}));
+    }
+    const Tensor X = newton_schulz(concat_tensor(oriented, 0), steps);
+    for (size_t k = 0; k < b.members.size(); ++k) {
+      const Tensor& G = Gs[b.members[k]];
+      const Tensor Xk = X.narrow(0, int64_t(k), 1).reshape({b.shape[0], b.shape[1]});
+      out[b.members[k]] = G.size(0) > G.size(1) ? Xk.transpose(0, 1).contiguous() : Xk.contiguous();
+    }
+  }
+  return out;
+}
+
+Tensor muon_update(const Tensor& grad, Tensor& momentum, double beta, int ns_steps, bool nesterov) {
+  const Tensor u = muon_momentum(grad, momentum, beta, nesterov);
+  return scale_update(zeropower_via_newtonschulz5(u, ns_steps), grad);
+}
+
+std::vector<Tensor> muon_updates(const std::vector<Tensor>& grads, std::vector<Tensor*>& momenta,
+                                 double beta, int ns_steps, bool nesterov) {
+  GL_CHECK(grads.size() == momenta.size(), "muon_updates: ", grads.size(), " grads but ", momenta.size(),
+           " momentum buffers");
+  std::vector<Tensor> us;
+  for (size_t i = 0; i < grads.size(); ++i) us.push_back(muon_momentum(grads[i], *momenta[i], beta, nesterov));
+  std::vector<Tensor> os = zeropower_via_newtonschulz5(us, ns_steps);
+  for (size_t i = 0; i < os.size(); ++i) os[i] = scale_update(os[i], grads[i]);
+  return os;
 }
 
 Muon::Muon(const std::vector<NamedParam>& params, MuonOptions opts)
@@ -105,13 +187,22 @@ void Muon::step(double lr) {
   for (ParamGroup& group : groups_) {
     if (group.params.empty() || !is_muon_param(group.params[0])) continue;  // AdamW's
     const double glr = lr * group.lr_scale;
+    // The group's matrices orthogonalised together (batched by shape).
+    std::vector<NamedParam*> ps;
+    std::vector<Tensor> grads;
+    std::vector<Tensor*> momenta;
     for (NamedParam& p : group.params) {
       if (!p.var.grad().defined()) continue;
-      const Tensor g = checked_grad("muon", p);
+      grads.push_back(checked_grad("muon", p));
       Tensor& m = momentum_[p.name];
-      if (!m.defined()) m = Tensor::zeros_like(g);
-      const Tensor o = muon_update(g, m, opts_.momentum, opts_.ns_steps, opts_.nesterov);
-      Tensor& w = p.var.mutable_value();
+      if (!m.defined()) m = Tensor::zeros_like(grads.back());
+      ps.push_back(&p);
+    }
+    for (NamedParam* p : ps) momenta.push_back(&momentum_[p->name]);
+    const std::vector<Tensor> os = muon_updates(grads, momenta, opts_.momentum, opts_.ns_steps, opts_.nesterov);
+    for (size_t k = 0; k < ps.size(); ++k) {
+      const Tensor& o = os[k];
+      Tensor& w = ps[k]->var.mutable_value();
       const bool decays = group.weight_decay != 0.0;
       dispatch("muon", w,
           [&](auto tag) {

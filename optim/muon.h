@@ -56,10 +56,21 @@ struct MuonOptions {
 // Newton-Schulz orthogonalisation of a 2-D tensor (CPU or any device
 // matmul_tensor supports); returns a new tensor of G's shape and dtype.
 Tensor zeropower_via_newtonschulz5(const Tensor& G, int steps = 5);
+// The same for many matrices at once: those of one shape after the
+// transposition (rows <= cols), dtype and device are stacked and
+// orthogonalised as one batch ([k, rows, cols] products, one norm per
+// matrix), so a step over all of a model's hidden matrices runs the
+// iteration's products and elementwise ops a few times (Pythia: 3 shapes)
+// instead of once per matrix. Equal to the one-by-one results up to the
+// summation order of the norm and the batched products' rounding.
+std::vector<Tensor> zeropower_via_newtonschulz5(const std::vector<Tensor>& Gs, int steps = 5);
 // Updates `momentum` in place (contiguous, like grad) and returns the
 // orthogonalised, scaled update O. `grad` is not modified.
 Tensor muon_update(const Tensor& grad, Tensor& momentum, double beta = 0.95, int ns_steps = 5,
                    bool nesterov = true);
+// muon_update over many matrices, the orthogonalisation batched as above.
+std::vector<Tensor> muon_updates(const std::vector<Tensor>& grads, std::vector<Tensor*>& momenta,
+                                 double beta = 0.95, int ns_steps = 5, bool nesterov = true);
 // True for the parameters Muon itself updates (see the file comment).
 bool is_muon_param(const NamedParam& p);
 

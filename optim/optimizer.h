@@ -30,8 +30,8 @@
 // Updates run on the parameter's device over contiguous data: CPU loops, or
 // the kernels of cuda/optim.cu (fused, the CPU loop's order of operations;
 // AdamW's step covers all its tensors in multi-tensor launches of up to 32
-// tensors, cuda/multi_tensor.h; SGD and Muon's elementwise steps launch
-// once per tensor). On CUDA the sums of squares are
+// tensors, cuda/multi_tensor.h; Muon orthogonalises its matrices batched
+// by shape; SGD and Muon's elementwise steps launch once per tensor). On CUDA the sums of squares are
 // deterministic too: fixed-grid block partials in double, added on the host
 // in order (no atomics).
 #pragma once

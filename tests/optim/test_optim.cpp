@@ -388,3 +388,39 @@ TEST_CASE("loss scale: halves on overflow, doubles after growth_interval finite 
   CHECK_THROWS_WITH_AS(check_loss_scale(LossScale{4.0, -1}, "state.json"), doctest::Contains("good steps -1"),
                        Error);
 }
+
+TEST_CASE("muon: the batched Newton-Schulz equals the one-by-one iteration") {
+  // Mixed shapes (two of them transposes of one another, so they share a
+  // batch), a lone shape, f32 and f64: the batch computes each matrix's norm
+  // and products on its own slice.
+  const std::vector<Shape> shapes = {{6, 4}, {4, 6}, {6, 4}, {5, 9}, {3, 3}, {4, 6}};
+  for (DType dt : {DType::F64, DType::F32}) {
+    std::vector<Tensor> gs;
+    for (size_t i = 0; i < shapes.size(); ++i) gs.push_back(randn(shapes[i], 60 + i, dt));
+    const std::vector<Tensor> batched = zeropower_via_newtonschulz5(gs, 5);
+    REQUIRE(batched.size() == gs.size());
+    const double tol = dt == DType::F64 ? 1e-13 : 2e-6;
+    for (size_t i = 0; i < gs.size(); ++i) {
+      CAPTURE(i);
+      CHECK(batched[i].shape() == gs[i].shape());
+      CHECK(batched[i].dtype() == dt);
+      CHECK(check_close("batched ns", batched[i], zeropower_via_newtonschulz5(gs[i], 5), tol, tol));
+    }
+    // muon_updates: the momenta move as muon_update moves them.
+    std::vector<Tensor> m1, m2;
+    std::vector<Tensor*> pm;
+    for (const Tensor& g : gs) {
+      m1.push_back(affine(g, 0.5, 0.1));
+      m2.push_back(affine(g, 0.5, 0.1));
+    }
+    for (Tensor& m : m1) pm.push_back(&m);
+    const std::vector<Tensor> us = muon_updates(gs, pm, 0.9, 5, true);
+    for (size_t i = 0; i < gs.size(); ++i) {
+      const Tensor u = muon_update(gs[i], m2[i], 0.9, 5, true);
+      CHECK(check_close("muon_updates", us[i], u, tol, tol));
+      CHECK(check_close("momentum", m1[i], m2[i], 0, 0));
+    }
+  }
+  CHECK_THROWS_WITH_AS(zeropower_via_newtonschulz5(std::vector<Tensor>{Tensor::zeros({2, 2, 2})}, 5),
+                       doctest::Contains("matrix 0 must be 2-D"), Error);
+}
