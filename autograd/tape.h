@@ -37,6 +37,31 @@ void accumulate_grad(const Var& v, const Tensor& g);
 // Call it last in the closure: dout's storage then belongs to v's grad.
 void accumulate_grad_view(const Var& v, const Tensor& view, const Tensor& dout);
 
+// Gradient-ready notification, for work that can start on a leaf's gradient
+// while backward() goes on (dist/grad_reducer.h all-reduces a bucket of
+// parameter grads as soon as all of them are final). While a GradReadyGuard
+// lives on this thread, backward() calls hook(leaf) exactly once for every
+// leaf that requires grad and is an input of an entry on the tape, as soon
+// as the leaf's grad is final for this backward: record() keeps weak
+// references to its leaf inputs; backward() finds, for each leaf, the
+// lowest tape index among the entries that take it, and calls the hook
+// right after walking that index (every later consumer ran before it). A
+// leaf's grad may still be undefined then (no gradient reached it). A
+// contribution to a leaf after its hook (an op whose record() omits an
+// input it accumulates into) is an error, never a silent change. Leaves no
+// entry takes get no call. Without a guard, backward() does no extra work.
+using GradReadyHook = std::function<void(VarImpl& leaf)>;
+class GradReadyGuard {
+ public:
+  explicit GradReadyGuard(GradReadyHook hook);
+  ~GradReadyGuard();
+  GradReadyGuard(const GradReadyGuard&) = delete;
+  GradReadyGuard& operator=(const GradReadyGuard&) = delete;
+
+ private:
+  GradReadyHook previous_;
+};
+
 size_t tape_size();  // entries currently recorded on this thread
 void clear_tape();   // drops the recorded graph without running it
 

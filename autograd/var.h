@@ -22,6 +22,7 @@ struct VarImpl {
   bool is_leaf = true;  // not produced by a recorded op
   bool retain_grad = false;
   bool graph_freed = false;  // its backward already ran and was dropped from the tape
+  bool grad_final = false;   // a leaf whose GradReadyGuard hook ran in the current backward()
   std::string name;  // for messages and debugging dumps ("grad of <name>")
 };
 

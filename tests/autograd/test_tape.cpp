@@ -3,6 +3,10 @@
 // errors for misuse.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <map>
+#include <set>
+
 #include "tests/testing.h"
 
 using namespace gl;
@@ -132,4 +136,89 @@ TEST_CASE("reshape backward: the input keeps dout's buffer only when nobody else
   const Var a = reshape(zz, {1, 2}), b = reshape(zz, {2, 1});
   sum(add(scale(a, 2.0), reshape(scale(b, 7.0), {1, 2}))).backward();
   CHECK(z.grad().to_vector() == std::vector<double>{9, 9});
+}
+
+// The gradient-ready hook (GradReadyGuard): once per leaf, right after its
+// last contribution, so that the grad it sees is the final one.
+TEST_CASE("gradient-ready hook: once per leaf, after its last contribution") {
+  Var w1(Tensor::from_vector({0.5, -1.5}, {2}, DType::F64), true, "w1");  // at three depths
+  Var w2(Tensor::from_vector({2.0, 3.0}, {2}, DType::F64), true, "w2");   // twice in one op
+  Var w3(Tensor::from_vector({1.0, 1.0}, {2}, DType::F64), true, "w3");   // only near the loss
+  Var w4(Tensor::from_vector({4.0, 4.0}, {2}, DType::F64), true, "w4");   // on an unused branch
+  Var w5(Tensor::from_vector({7.0, 7.0}, {2}, DType::F64), true, "w5");   // in no op
+  const Var c(Tensor::from_vector({1.0, 2.0}, {2}, DType::F64), false, "c");  // needs no grad
+  const Var h1 = mul(w1, c);                 // depth 1: w1
+  const Var h2 = add(mul(w2, w2), h1);       // w2 twice in one op
+  const Var h3 = mul(add(h2, w1), h1);       // w1 again, deeper
+  const Var unused = mul(w4, c);             // recorded, never reaches the loss
+  const Var loss = sum(add(mul(h3, w3), scale(w1, 3.0)));  // w1 at the top, w3 only here
+
+  std::vector<std::string> order;
+  std::map<std::string, Tensor> at_hook;
+  {
+    GradReadyGuard guard([&](VarImpl& leaf) {
+      order.push_back(leaf.name);
+      at_hook[leaf.name] = leaf.grad.defined() ? leaf.grad.clone() : Tensor();
+      CHECK(leaf.grad_final);
+    });
+    loss.backward();
+  }
+  // Each leaf once (w5 is in no entry, c needs no grad), w3 (used last in
+  // the forward) before w2; w1 only after its lowest use, h1 = w1 * c.
+  CHECK(order.size() == 4);
+  CHECK(std::set<std::string>(order.begin(), order.end()) ==
+        std::set<std::string>{"w1", "w2", "w3", "w4"});
+  const auto pos = [&](const std::string& n) { return std::find(order.begin(), order.end(), n) - order.begin(); };
+  CHECK(pos("w3") < pos("w2"));
+  CHECK(pos("w2") < pos("w1"));
+  CHECK(pos("w4") < pos("w2"));  // recorded after h2: reported as soon as walked past
+  for (const Var* w : {&w1, &w2, &w3}) {
+    REQUIRE(at_hook[w->name()].defined());
+    CHECK(at_hook[w->name()].to_vector() == w->grad().to_vector());
+  }
+  CHECK_FALSE(at_hook["w4"].defined());
+  CHECK_FALSE(w4.grad().defined());
+  CHECK_FALSE(w5.grad().defined());
+  // h1 = [0.5, -3], h2 = w2^2 + h1 = [4.5, 6], w3 = 1: dL/dw1 = 3 + h1 +
+  // (h2 + w1 + h1) c, dL/dw2 = 2 w2 h1 (exact in binary).
+  CHECK(w1.grad().to_vector() == std::vector<double>{3 + 0.5 + (4.5 + 0.5 + 0.5) * 1, 3 - 3 + (6 - 1.5 - 3) * 2});
+  CHECK(w2.grad().to_vector() == std::vector<double>{2 * 2.0 * 0.5, 2 * 3.0 * -3.0});
+  for (const Var* w : {&w1, &w2, &w3, &w4}) CHECK_FALSE(w->impl()->grad_final);
+  clear_tape();
+
+  // Without a guard nothing is called, and grads accumulate as before
+  // (w3's first grad is h3 = (h2 + w1) h1).
+  CHECK(w3.grad().to_vector() == std::vector<double>{2.5, -13.5});
+  sum(mul(w3, w3)).backward();
+  CHECK(w3.grad().to_vector() == std::vector<double>{2.5 + 2, -13.5 + 2});
+}
+
+TEST_CASE("gradient-ready hook: a contribution after the hook is an error naming the leaf") {
+  Var x(Tensor::from_vector({1.0}, {1}, DType::F64), true, "x");
+  Var hidden(Tensor::from_vector({2.0}, {1}, DType::F64), true, "hidden");
+  const Var y = scale(hidden, 1.0);  // hidden's only listed use, early on the tape
+  // An op that accumulates into `hidden` without listing it as an input.
+  const Var bad = record("bad", x.value().clone(), {&x}, [hidden](const Tensor& dout) {
+    accumulate_grad(hidden, dout);
+  });
+  const Var loss = sum(add(bad, y));
+  int calls = 0;
+  {
+    GradReadyGuard guard([&](VarImpl&) { ++calls; });
+    // Walk order: sum, add, bad (x reported), y's scale (hidden reported):
+    // bad's closure runs before hidden is final, so this graph is fine.
+    loss.backward();
+  }
+  CHECK(calls == 2);
+  CHECK(hidden.grad().item() == 2.0);
+  // Reversed: the unlisted contribution comes after hidden's last listed use.
+  hidden.zero_grad();
+  const Var bad2 = record("bad", x.value().clone(), {&x}, [hidden](const Tensor& dout) {
+    accumulate_grad(hidden, dout);
+  });
+  const Var l2 = sum(mul(bad2, hidden));  // hidden's only listed use, above bad2
+  GradReadyGuard guard([](VarImpl&) {});
+  CHECK_THROWS_WITH_AS(l2.backward(), doctest::Contains("reaches the leaf hidden"), Error);
+  CHECK_FALSE(hidden.impl()->grad_final);  // reset on the way out
+  clear_tape();
 }
