@@ -94,22 +94,51 @@ NcclGroup::NcclGroup(int rank, int size,
 }
 
 NcclGroup::~NcclGroup() {
-  if (comm_) api().comm_destroy(static_cast<ncclComm_t>(comm_));  // destructors must not throw
+  // Destructors must not throw.
+  if (comm_) api().comm_destroy(static_cast<ncclComm_t>(comm_));
+  if (side_stream_) cudaStreamDestroy(static_cast<cudaStream_t>(side_stream_));
 }
 
-void NcclGroup::allreduce_mean(float* data, size_t n) {
+void NcclGroup::enqueue_mean(float* data, size_t n, void* stream) {
   GL_CHECK(n % size_t(size_) == 0, "NcclGroup::allreduce_mean: ", n,
            " elements do not split into ", size_, " equal shards");
   if (n == 0) return;
   const NcclApi& a = api();
   const size_t shard = n / size_t(size_);
   float* mine = data + size_t(rank_) * shard;
-  cudaStream_t s = current_stream();
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
   ncclComm_t comm = static_cast<ncclComm_t>(comm_);
   NCCL_CHECK(a.reduce_scatter(data, mine, shard, ncclFloat32, ncclSum, comm, s));
   divide_kernel<<<blocks_for(int64_t(shard), 256), 256, 0, s>>>(mine, shard, float(size_));
   CUDA_CHECK_LAUNCH("divide_kernel");
   NCCL_CHECK(a.all_gather(mine, data, shard, ncclFloat32, comm, s));
+}
+
+void NcclGroup::allreduce_mean(float* data, size_t n) { enqueue_mean(data, n, current_stream()); }
+
+// One event per hand-over: the waiting stream keeps what it needs of an
+// event destroyed after cudaStreamWaitEvent was queued.
+static void stream_waits_for(cudaStream_t waiter, cudaStream_t producer) {
+  cudaEvent_t e = nullptr;
+  CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  CUDA_CHECK(cudaEventRecord(e, producer));
+  CUDA_CHECK(cudaStreamWaitEvent(waiter, e, 0));
+  CUDA_CHECK(cudaEventDestroy(e));
+}
+
+void NcclGroup::allreduce_mean_async(float* data, size_t n) {
+  if (!side_stream_) {
+    cudaStream_t s = nullptr;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    side_stream_ = s;
+  }
+  cudaStream_t side = static_cast<cudaStream_t>(side_stream_);
+  stream_waits_for(side, current_stream());  // the bucket's grads are packed
+  enqueue_mean(data, n, side);
+}
+
+void NcclGroup::join_async() {
+  if (side_stream_) stream_waits_for(current_stream(), static_cast<cudaStream_t>(side_stream_));
 }
 
 }  // namespace gl::cuda

@@ -44,9 +44,22 @@ class NcclGroup {
   // promise identical bits on every rank.
   void allreduce_mean(float* data, size_t n);
 
+  // For the gradient all-reduce overlapped with backward
+  // (dist/grad_reducer.h): allreduce_mean on the group's own stream, after
+  // the work queued so far on the current stream (an event recorded there
+  // and waited on by the group's stream), without waiting for it; the
+  // current stream goes on with backward meanwhile. data must stay
+  // allocated until join_async().
+  void allreduce_mean_async(float* data, size_t n);
+  // The current stream waits (on the device, not the host) for everything
+  // allreduce_mean_async queued.
+  void join_async();
+
  private:
+  void enqueue_mean(float* data, size_t n, void* stream);
   int rank_ = 0, size_ = 1;
-  void* comm_ = nullptr;  // ncclComm_t
+  void* comm_ = nullptr;         // ncclComm_t
+  void* side_stream_ = nullptr;  // cudaStream_t, made on first use
 };
 
 }  // namespace gl::cuda

@@ -112,11 +112,16 @@ class MpiCommunicator final : public Communicator {
     int init = 0;
     MPI_Initialized(&init);
     if (!init) {
-      // FUNNELED: OpenMP threads compute, only the main thread calls MPI.
-      int provided = 0;
-      check_mpi(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided),
+      // SERIALIZED: OpenMP threads compute, and the overlapped gradient
+      // reducer's communication thread calls MPI while the main thread
+      // does not (dist/grad_reducer.h); never two threads inside MPI at
+      // once. An MPI that gives less makes the reducer call MPI from the
+      // main thread (collectives_from_any_thread).
+      check_mpi(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided_),
                 "MPI_Init_thread");
       owns_mpi_ = true;
+    } else {
+      check_mpi(MPI_Query_thread(&provided_), "MPI_Query_thread");
     }
     // Errors come back as codes we turn into gl::Error rather than MPI's
     // default of aborting the job from inside the library.
@@ -150,6 +155,7 @@ class MpiCommunicator final : public Communicator {
   }
   void barrier() override { check_mpi(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
   std::string backend() const override { return "mpi"; }
+  bool collectives_from_any_thread() const override { return provided_ >= MPI_THREAD_SERIALIZED; }
 
  private:
   // Sum at rank 0, then rank 0's bits to everyone: identical on all ranks
@@ -167,6 +173,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   int rank_ = 0, size_ = 1;
+  int provided_ = MPI_THREAD_SINGLE;  // the thread level MPI gave
   bool owns_mpi_ = false;
 };
 
@@ -238,12 +245,11 @@ int grads_cuda_device(const std::vector<NamedParam>& params, DType dt) {
   return dev;
 }
 
-// The NCCL group of `comm`, made on first use, or nullptr where the host
-// path must serve: NCCL does not load on some rank, two ranks share a GPU
-// (NCCL refuses that), or GRIDLOCK_NCCL=0 on some rank. Collective: every
-// rank votes in one all-reduce, so all take the same path. Rank 0 says
-// which, once.
-cuda::NcclGroup* nccl_group(Communicator& comm) {
+}  // namespace
+
+// See dist/comm.h. NCCL refuses two ranks on one GPU. Every rank votes in
+// one all-reduce, so all take the same path.
+cuda::NcclGroup* grad_nccl_group(Communicator& comm) {
   struct Entry {
     std::unique_ptr<cuda::NcclGroup> group;
   };
@@ -283,6 +289,8 @@ cuda::NcclGroup* nccl_group(Communicator& comm) {
   return kept.group.get();
 }
 
+namespace {
+
 // The f32 grads, packed into buckets of at most kBucket elements (a grad
 // larger than that gets its own), each padded to a multiple of the ranks
 // and averaged on the GPU. The buckets bound the extra memory to one
@@ -318,6 +326,10 @@ void allreduce_mean_nccl(cuda::NcclGroup& group, const std::vector<NamedParam>& 
 }
 
 }  // namespace
+#endif
+
+#if !(GRIDLOCK_CUDA && GRIDLOCK_NCCL)
+cuda::NcclGroup* grad_nccl_group(Communicator&) { return nullptr; }
 #endif
 
 void allreduce_mean_grads(Communicator& comm, const std::vector<NamedParam>& params) {
@@ -360,7 +372,7 @@ void allreduce_mean_grads(Communicator& comm, const std::vector<NamedParam>& par
 #if GRIDLOCK_CUDA && GRIDLOCK_NCCL
   if (const int dev = total32 > 0 ? grads_cuda_device(params, DType::F32) : -1; dev >= 0) {
     const cuda::DeviceGuard guard(dev);  // the group binds to the current device
-    if (cuda::NcclGroup* g = nccl_group(comm)) {
+    if (cuda::NcclGroup* g = grad_nccl_group(comm)) {
       allreduce_mean_nccl(*g, params);
       f32_done = true;
     }

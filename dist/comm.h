@@ -58,6 +58,12 @@ class Communicator {  // a process group
   virtual void broadcast(void* data, size_t bytes, int root) = 0;
   virtual void barrier() = 0;
   virtual std::string backend() const = 0;  // "single", "mpi"
+  // True when another thread than the one that made the group may call its
+  // collectives, one thread at a time (MPI_THREAD_SERIALIZED): the
+  // overlapped gradient reducer (dist/grad_reducer.h) runs them on a
+  // communication thread while the main thread computes, and falls back to
+  // running them on the main thread when this is false.
+  virtual bool collectives_from_any_thread() const { return true; }
 };
 
 // The group of one process: rank 0 of 1, collectives leave data as it is.
@@ -110,9 +116,21 @@ std::string choose_backend(int launcher_size, bool built_with_mpi);
 // this communicator) when every rank can load NCCL and has a GPU of its
 // own; otherwise (ranks sharing a GPU, which NCCL refuses, or
 // GRIDLOCK_NCCL=0) through host memory. Rank 0 says which on stderr, once.
-// The all-reduce runs after backward, not overlapped with it. With one rank
-// this does nothing.
+// This runs after backward; dist/grad_reducer.h is the same mean, bucketed
+// and overlapped with backward, bit-identical to this function (the trainer
+// uses it unless dist.overlap_grad_reduce is false). With one rank this does
+// nothing.
 void allreduce_mean_grads(Communicator& comm, const std::vector<NamedParam>& params);
+
+// The NCCL group of `comm` for f32 grads on the current CUDA device, made on
+// first use, or nullptr where the host path must serve (NCCL does not load
+// on some rank, two ranks share a GPU, GRIDLOCK_NCCL=0 on some rank, or a
+// build without CUDA/NCCL). Collective on first use for a communicator:
+// every rank votes, so all take the same path; rank 0 says which, once.
+namespace cuda {
+class NcclGroup;
+}
+cuda::NcclGroup* grad_nccl_group(Communicator& comm);
 
 // Checks that every rank holds the same `bytes` bytes at `data` (e.g. the
 // resolved recipe, the initial weights): rank 0's bytes are broadcast in
