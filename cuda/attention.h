@@ -39,4 +39,16 @@ void flash_attention_tc_backward(float* dq, float* dk, float* dv, float* delta,
                                  const float* v, const float* out, const float* lse, int64_t BH,
                                  int64_t Tq, int64_t Tk, int64_t HS, double scale);
 
+// The same with bf16 (f16 when `f16`) operands in every product (q, k, v,
+// dout rounded when their tiles load, the probabilities P and dS rounded
+// before the products that take them; f32 accumulation, f32 softmax and
+// outputs): run.precision bf16 / f16. HS <= 128 (flash_attention_supports).
+void flash_attention_lowp_forward(float* out, float* lse, const float* q, const float* k,
+                                  const float* v, int64_t BH, int64_t Tq, int64_t Tk, int64_t HS,
+                                  double scale, bool f16);
+void flash_attention_lowp_backward(float* dq, float* dk, float* dv, float* delta,
+                                   const float* dout, const float* q, const float* k,
+                                   const float* v, const float* out, const float* lse, int64_t BH,
+                                   int64_t Tq, int64_t Tk, int64_t HS, double scale, bool f16);
+
 }  // namespace gl::cuda

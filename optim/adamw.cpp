@@ -112,9 +112,12 @@ void adamw_update_all(const std::vector<AdamWItem>& items) {
           else f64.push_back(x);
         });
   }
-  // Grouped by dtype, each list in the items' order.
+  // Grouped by dtype, each list in the items' order (only CUDA tensors,
+  // which a build without CUDA never has: dispatch refused them above).
+#if GRIDLOCK_CUDA
   if (!f32.empty()) cuda::adamw_update_multi<float>(f32);
   if (!f64.empty()) cuda::adamw_update_multi<double>(f64);
+#endif
 }
 
 AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions opts)

@@ -159,3 +159,47 @@ TEST_CASE("matmul precision: the f16 reference rounds as IEEE binary16 (known va
   CHECK(ref_f16(3 * 0x1p-25f) == 0x1p-23f);
   CHECK(ref_f16(-0.1f) == -0.0999755859375f);
 }
+
+namespace {
+// x with every element rounded by `round` (the independent references above).
+Tensor rounded(const Tensor& x, float (*round)(float)) {
+  std::vector<double> v = x.to_vector();
+  for (double& e : v) e = round(float(e));
+  return Tensor::from_vector(v, x.shape(), DType::F32);
+}
+}  // namespace
+
+TEST_CASE("matmul precision: attention rounds q, k, v and dout on the CPU, f64 is never rounded") {
+  // The CPU reference of attention under bf16/f16 (autograd/ops/attention.cpp):
+  // f32 attention on the rounded inputs, the gradient from the rounded dout,
+  // bit for bit. Tk > Tq (a KV-cache shape) and an odd head size.
+  const Tensor q = randn({2, 3, 5, 7}, 31, DType::F32), k = randn({2, 3, 9, 7}, 32, DType::F32);
+  const Tensor v = randn({2, 3, 9, 7}, 33, DType::F32), R = randn({2, 3, 5, 7}, 34, DType::F32);
+  for (MatmulPrecision p : {MatmulPrecision::BF16, MatmulPrecision::F16}) {
+    auto round = p == MatmulPrecision::BF16 ? ref_bf16 : ref_f16;
+    CAPTURE(int(p));
+    const Var q1(q.clone(), true), k1(k.clone(), true), v1(v.clone(), true);
+    Var out;
+    {
+      const MatmulPrecisionGuard guard(p);
+      out = attention(q1, k1, v1, 0.4);
+      sum(mul(out, Var(R))).backward();
+    }
+    const Var q2(rounded(q, round), true), k2(rounded(k, round), true), v2(rounded(v, round), true);
+    const Var ref = attention(q2, k2, v2, 0.4);
+    sum(mul(ref, Var(rounded(R, round)))).backward();
+    CHECK(check_close("attention out", out.value(), ref.value(), 0, 0));
+    CHECK(check_close("dq", q1.grad(), q2.grad(), 0, 0));
+    CHECK(check_close("dk", k1.grad(), k2.grad(), 0, 0));
+    CHECK(check_close("dv", v1.grad(), v2.grad(), 0, 0));
+    // The rounding is real: the unrounded f32 attention differs.
+    CHECK(!check_close("differs from f32", out.value(), attention(Var(q), Var(k), Var(v), 0.4).value(), 1e-6, 0));
+  }
+  const Tensor q64 = q.to(DType::F64);
+  const MatmulPrecisionGuard guard(MatmulPrecision::BF16);
+  const Tensor a = attention(Var(q64), Var(k.to(DType::F64)), Var(v.to(DType::F64)), 0.4).value();
+  NoGradGuard ng;
+  const MatmulPrecisionGuard f32(MatmulPrecision::F32);
+  CHECK(check_close("f64 unrounded", a, attention(Var(q64), Var(k.to(DType::F64)), Var(v.to(DType::F64)), 0.4).value(),
+                    0, 0));
+}

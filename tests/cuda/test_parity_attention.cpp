@@ -9,6 +9,7 @@
 //     through dP - D (a cancellation of O(sqrt(HS)) terms), atol 1e-4 +
 //     rtol 1e-3. Any indexing or masking error gives O(0.1-1) differences.
 //     f64: atol 1e-12 + rtol 1e-10.
+//   bf16 / f16 operands: see their test case.
 //   rotary: both devices round the same double cos/sin to f32; only the
 //     contraction of x*c - y*s into an fma may differ: atol 1e-6 + rtol 1e-6.
 #include <doctest/doctest.h>
@@ -16,6 +17,7 @@
 #include <cmath>
 
 #include "autograd/ops/attention.h"
+#include "autograd/ops/matmul.h"
 #include "autograd/ops/rotary.h"
 #include "cuda/runtime.h"
 #include "tests/testing.h"
@@ -159,6 +161,45 @@ TEST_CASE("cuda parity: attention on the tensor cores (TF32)") {
     CHECK(parity("attention tf32", [scale](auto& v) { return attention(v[0], v[1], v[2], scale); },
                  in, 4e-3, 4e-3, 3e-2, 2e-2, seed + 3));
     seed += 10;
+  }
+}
+
+TEST_CASE("cuda parity: attention with bf16 and f16 operands (run.precision)") {
+  // Under run.precision bf16 / f16 both devices round q, k, v and dout to
+  // the 16-bit type (autograd/ops/attention.cpp); the GPU's tensor-core
+  // kernels also round P and dS before their products, which the CPU
+  // reference does not: relative 2^-9 (bf16) or 2^-12 (f16) per
+  // probability, the size of TF32's whole error budget above for bf16. So
+  // bf16: out atol = rtol = 1e-2, gradients 6e-2; f16: the TF32 bounds. An
+  // indexing, layout or masking error gives O(0.1-1) differences.
+  struct Case {
+    int64_t B, NH, HS, Tq, Tk;
+  };
+  const std::vector<Case> cases{{1, 1, 64, 1, 1},     {2, 3, 64, 7, 7},     {1, 2, 128, 130, 130},
+                                {2, 2, 24, 33, 33},   {1, 2, 64, 300, 300}, {1, 1, 80, 200, 200},
+                                {2, 1, 7, 65, 65},    {1, 2, 64, 100, 300}, {1, 1, 64, 1, 300},
+                                {2, 1, 32, 130, 200}, {1, 1, 128, 1, 130}};
+  for (MatmulPrecision p : {MatmulPrecision::BF16, MatmulPrecision::F16}) {
+    const bool bf16 = p == MatmulPrecision::BF16;
+    uint64_t seed = bf16 ? 900 : 1100;
+    for (const Case& c : cases) {
+      CAPTURE(bf16);
+      CAPTURE(c.Tq);
+      CAPTURE(c.Tk);
+      CAPTURE(c.HS);
+      const double scale = 1.0 / std::sqrt(double(c.HS));
+      const std::vector<Tensor> in{randn({c.B, c.NH, c.Tq, c.HS}, seed, DType::F32),
+                                   randn({c.B, c.NH, c.Tk, c.HS}, seed + 1, DType::F32),
+                                   randn({c.B, c.NH, c.Tk, c.HS}, seed + 2, DType::F32)};
+      // The guard is read when the op runs forward; its backward keeps that choice.
+      auto fn = [scale, p](auto& v) {
+        const MatmulPrecisionGuard guard(p);
+        return attention(v[0], v[1], v[2], scale);
+      };
+      CHECK(parity(bf16 ? "attention bf16" : "attention f16", fn, in, bf16 ? 1e-2 : 4e-3,
+                   bf16 ? 1e-2 : 4e-3, bf16 ? 6e-2 : 3e-2, bf16 ? 6e-2 : 2e-2, seed + 3));
+      seed += 10;
+    }
   }
 }
 
