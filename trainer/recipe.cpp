@@ -121,6 +121,13 @@ std::vector<RecipeKey> build_schema() {
                  "its memory / ranks, the same results and checkpoints as 0"),
              0, 1),
 
+      key("dist.overlap_grad_reduce", T::BOOL, "true",
+          "data parallel: all-reduce the gradients in buckets while backward runs (dist/grad_reducer.h); "
+          "false: one all-reduce after backward. Bit-identical results either way"),
+      ranged(key("dist.grad_bucket_mb", T::FLOAT, "25",
+                 "data parallel, overlap on: MiB of gradients per all-reduce bucket (torch DDP's 25)"),
+             0, 4096, true, false),
+
       sched_kind,
       key("schedule.params", T::MAP, "{}",
           "the kind's parameters and options; peak defaults to optim.lr and total to train.steps"),

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -22,6 +23,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -33,6 +35,7 @@
 #include "data/corpus.h"
 #include "data/token_shard.h"
 #include "dist/comm.h"
+#include "dist/grad_reducer.h"
 #include "dist/zero.h"
 #include "optim/adamw.h"
 #include "optim/muon.h"
@@ -167,6 +170,13 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
   Optim o = build_optimizer(r, params, qat_params, comm);
   // ZeRO-1 (optim.zero_stage 1): state() gathers the shards, a collective.
   const auto* zero = dynamic_cast<const ShardedOptimizer*>(o.opt.get());
+  // The gradient all-reduce overlapped with the last micro-batch's backward
+  // (dist.overlap_grad_reduce); its constructor is a collective.
+  std::unique_ptr<GradReducer> reducer;
+  if (W > 1 && r.get_bool("dist.overlap_grad_reduce")) {
+    const double bytes = r.get_float("dist.grad_bucket_mb") * double(1 << 20);
+    reducer = std::make_unique<GradReducer>(comm, params, size_t(std::max(1.0, std::round(bytes))));
+  }
 
   // Knowledge distillation (spec.md 5.2): a frozen teacher, by default the
   // model the run started from (train.init_from), typically FP while the
@@ -257,6 +267,9 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
                 (long long)cfg.hidden_size, (long long)cfg.vocab_size, data.src->describe().c_str(),
                 (long long)steps, (long long)st.global_batch, (long long)T, W, W > 1 ? "es" : "");
     if (zero) std::printf("  %s\n", zero->describe().c_str());
+    if (reducer)
+      std::printf("  gradient all-reduce: %zu buckets, %s\n", reducer->bucket_names().size(),
+                  reducer->overlapped() ? "overlapped with backward" : "during backward, on the main thread");
     std::fflush(stdout);
   }
 
@@ -292,6 +305,14 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
   auto forward_backward = [&](int64_t s) {
     const MatmulPrecisionGuard products(precision);
     const double loss_scale = scaled ? st.loss_scale.scale : 1.0;
+    // The mean over micro-batches and the loss scale come off together.
+    const double grad_scale = accum > 1 || loss_scale != 1.0 ? 1.0 / (double(accum) * loss_scale) : 1.0;
+    // Overlapped: the last micro-batch's backward scales each grad as it
+    // becomes final and all-reduces its bucket. Not when a test hook or the
+    // nan_grad fault edits the grads after backward: that must happen
+    // before they are reduced.
+    const bool overlap =
+        reducer && !hooks.after_backward && !(faults.nan_grad == s + 1 && !fired.count("nan_grad"));
     double loss_sum = 0;
     for (int64_t m = 0; m < accum; ++m) {
       Batch b;
@@ -315,8 +336,14 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
         loss = kd_alpha == 1.0 ? kd
                                : add(scale(kd, kd_alpha), scale(cross_entropy(lg, b.targets), 1.0 - kd_alpha));
       }
+      std::optional<GradReadyGuard> ready;
+      if (overlap && m == accum - 1) {
+        reducer->begin(grad_scale);
+        ready.emplace([&](VarImpl& leaf) { reducer->grad_ready(leaf); });
+      }
       if (loss_scale != 1.0) scale(loss, loss_scale).backward();
       else loss.backward();
+      ready.reset();
       loss_sum += loss.value().item();
       if (hooks.after_backward) hooks.after_backward(s, params);
       if (fault_now("nan_grad", faults.nan_grad, s + 1)) {
@@ -326,12 +353,12 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
         g.copy_(h);
       }
     }
-    // The mean over micro-batches and the loss scale come off together.
-    if (accum > 1 || loss_scale != 1.0) scale_grads(params, 1.0 / (double(accum) * loss_scale));
+    if (!overlap && grad_scale != 1.0) scale_grads(params, grad_scale);
     double l[1] = {loss_sum / double(accum)};
     if (fault_now("inf_loss", faults.inf_loss, s + 1)) l[0] = std::numeric_limits<double>::infinity();
     if (W > 1) {
-      allreduce_mean_grads(comm, params);
+      if (overlap) reducer->finish();
+      else allreduce_mean_grads(comm, params);
       comm.allreduce_sum(l, 1);
       l[0] /= double(W);
     }

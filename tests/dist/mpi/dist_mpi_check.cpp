@@ -3,7 +3,7 @@
 //   mpirun -np 2 dist_mpi_check --abort    rank 1 calls abort_world(3) while
 //                                          rank 0 waits in a collective: the
 //                                          job must end (not hang)
-//   mpirun -np N dist_mpi_check --cuda N   allreduce_mean_grads on CUDA grads:
+//   mpirun -np N dist_mpi_check --cuda N   allreduce_mean_grads and GradReducer on CUDA grads:
 //                                          NCCL with one GPU per rank, the
 //                                          host path when ranks share a GPU,
 //                                          and ZeRO-1 on CUDA weights
@@ -27,7 +27,9 @@
 #include <vector>
 
 #include "core/device_hooks.h"
+#include "autograd/ops.h"
 #include "dist/comm.h"
+#include "dist/grad_reducer.h"
 #include "dist/zero.h"
 #include "optim/adamw.h"
 
@@ -185,6 +187,65 @@ void check_mean_grads(Communicator& comm, DType dt, Device dev = Device::cpu()) 
                label + " mismatch");
 }
 
+// The overlapped all-reduce (dist/grad_reducer.h) over MPI, in 512-byte
+// buckets (the embeddings larger than a bucket, the norms and biases many
+// to a bucket): scaled and reduced during backward, its grads must be the
+// bits of scale_grads + allreduce_mean_grads on a copy of the model. The
+// table adds "unused" (no grad on any rank: stays undefined) and
+// "rank1_only" (used on rank 1 only in the last round: an error naming it,
+// on every rank). On the CPU the collectives run on the reducer's thread
+// (MPI_THREAD_SERIALIZED); with --cuda on GPUs of their own, through NCCL.
+void check_grad_reducer(Communicator& comm, DType dt, Device dev = Device::cpu()) {
+  const std::string label = std::string("GradReducer ") + dtype_name(dt) + " on " + dev.name();
+  Generator gen(7), gen_ref(7);
+  auto model = make_model(tiny_config(), gen, dt, dev);
+  auto ref_model = make_model(tiny_config(), gen_ref, dt, dev);
+  auto params = model->parameters();
+  auto ref_params = ref_model->parameters();
+  for (auto* t : {&params, &ref_params}) {
+    t->push_back({"unused", Var(Tensor::ones({3}, dt, dev), true, "unused")});
+    t->push_back({"rank1_only", Var(Tensor::ones({2}, dt, dev), true, "rank1_only")});
+  }
+  Tensor ids, targets;
+  rank_batch(comm.rank(), model->config().vocab_size, ids, targets);
+  ids = ids.to(dev);
+  targets = targets.to(dev);
+
+  ref_model->loss(ids, targets).backward();
+  scale_grads(ref_params, 0.5);
+  allreduce_mean_grads(comm, ref_params);
+
+  GradReducer red(comm, params, 512);
+  check(red.bucket_names().size() > 10, label + ": only " + std::to_string(red.bucket_names().size()) +
+                                            " buckets");
+  if (!dev.is_cuda()) check(red.overlapped(), label + ": no communication thread (MPI below SERIALIZED?)");
+  auto round = [&](bool rank1_extra) {
+    for (auto p : params) p.var.zero_grad();
+    red.begin(0.5);
+    GradReadyGuard guard([&](VarImpl& leaf) { red.grad_ready(leaf); });
+    Var loss = model->loss(ids, targets);
+    if (rank1_extra && comm.rank() == 1) loss = add(loss, sum(mul(params.back().var, params.back().var)));
+    loss.backward();
+    red.finish();
+  };
+  round(false);
+  size_t bad = 0;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const Tensor& g = params[i].var.grad();
+    const Tensor& w = ref_params[i].var.grad();
+    if (g.defined() != w.defined()) {
+      check(false, label + ": grad of " + params[i].name + " defined differs from the reference");
+      continue;
+    }
+    if (g.defined()) bad += g.to_vector() != w.to_vector();
+  }
+  check(bad == 0, label + ": " + std::to_string(bad) + " grads differ from allreduce_mean_grads");
+  check(!params[params.size() - 2].var.grad().defined(), label + ": 'unused' got a grad");
+  check_throws([&] { round(true); },
+               "the grad of 'rank1_only' is defined on 1 of " + std::to_string(comm.size()),
+               label + " mismatch");
+}
+
 // ZeRO-1 (dist/zero.h) over MPI: three AdamW steps of a ShardedOptimizer on
 // the mean grads must leave the weights and the gathered state bit-identical
 // to an unsharded AdamW that this rank runs alone on a copy of the model
@@ -248,6 +309,7 @@ int run_checks(Communicator& comm, int expected_size, bool cuda) {
     // says which on stderr). With 2 ranks both give the exact mean.
     const Device dev = Device::cuda(device_for_local_rank(launcher_local_rank(), cuda_hooks::device_count()));
     check_mean_grads(comm, DType::F32, dev);
+    check_grad_reducer(comm, DType::F32, dev);
     check_zero(comm, dev);
     return 0;
   }
@@ -282,6 +344,8 @@ int run_checks(Communicator& comm, int expected_size, bool cuda) {
 
   check_mean_grads(comm, DType::F32);
   check_mean_grads(comm, DType::F64);
+  check_grad_reducer(comm, DType::F32);
+  check_grad_reducer(comm, DType::F64);
   check_zero(comm);
   return 0;
 }
