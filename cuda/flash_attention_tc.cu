@@ -500,6 +500,7 @@ void flash_attention_tc_backward(float* dq, float* dk, float* dv, float* delta,
 void flash_attention_lowp_forward(float* out, float* lse, const float* q, const float* k,
                                   const float* v, int64_t BH, int64_t Tq, int64_t Tk, int64_t HS,
                                   double scale, bool f16) {
+  if (attention_mma_enabled()) return flash_attention_mma_forward(out, lse, q, k, v, BH, Tq, Tk, HS, scale, f16);
   if (f16) return forward_by_head_size<F16Ops>(out, lse, q, k, v, BH, Tq, Tk, HS, scale);
   forward_by_head_size<Bf16Ops>(out, lse, q, k, v, BH, Tq, Tk, HS, scale);
 }

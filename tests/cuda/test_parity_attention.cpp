@@ -19,6 +19,7 @@
 #include "autograd/ops/attention.h"
 #include "autograd/ops/matmul.h"
 #include "autograd/ops/rotary.h"
+#include "cuda/attention.h"
 #include "cuda/runtime.h"
 #include "tests/testing.h"
 
@@ -179,10 +180,19 @@ TEST_CASE("cuda parity: attention with bf16 and f16 operands (run.precision)") {
                                 {2, 2, 24, 33, 33},   {1, 2, 64, 300, 300}, {1, 1, 80, 200, 200},
                                 {2, 1, 7, 65, 65},    {1, 2, 64, 100, 300}, {1, 1, 64, 1, 300},
                                 {2, 1, 32, 130, 200}, {1, 1, 128, 1, 130}};
+  // Both 16-bit forwards: mma.sync with register-resident scores (the
+  // default) and WMMA (GRIDLOCK_ATTENTION_FORWARD=wmma); the same backward.
+  struct MmaSetting {
+    explicit MmaSetting(bool on) { cuda::set_attention_mma(on); }
+    ~MmaSetting() { cuda::set_attention_mma(true); }
+  };
+  for (bool mma : {true, false})
   for (MatmulPrecision p : {MatmulPrecision::BF16, MatmulPrecision::F16}) {
+    const MmaSetting setting(mma);
     const bool bf16 = p == MatmulPrecision::BF16;
     uint64_t seed = bf16 ? 900 : 1100;
     for (const Case& c : cases) {
+      CAPTURE(mma);
       CAPTURE(bf16);
       CAPTURE(c.Tq);
       CAPTURE(c.Tk);
