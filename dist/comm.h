@@ -1,7 +1,9 @@
 // Data-parallel communication: a process group (Communicator) with the few
 // collectives a data-parallel trainer needs, the process-wide world() group,
 // and the gradient all-reduce built on them. ZeRO-1, the optimizer state
-// sharded over the ranks on top of these collectives, is dist/zero.h.
+// sharded over the ranks on top of these collectives, is dist/zero.h; the
+// gradient all-reduce in buckets overlapped with backward is
+// dist/grad_reducer.h.
 //
 // Backends:
 //   "single"  one process; every collective is the identity. Used when the
