@@ -51,12 +51,16 @@ void flash_attention_lowp_backward(float* dq, float* dk, float* dv, float* delta
                                    const float* v, const float* out, const float* lse, int64_t BH,
                                    int64_t Tq, int64_t Tk, int64_t HS, double scale, bool f16);
 
-// The 16-bit forward on mma.sync with register-resident scores
-// (cuda/flash_attention_mma.cu); flash_attention_lowp_forward runs it while
-// attention_mma_enabled() (default; GRIDLOCK_ATTENTION_FORWARD=wmma at
-// start-up or set_attention_mma(false) select the WMMA forward instead).
+// The 16-bit kernels on mma.sync with register-resident scores
+// (cuda/flash_attention_mma.cu); flash_attention_lowp_forward/backward run
+// them while attention_mma_enabled() (default; GRIDLOCK_ATTENTION_MMA=0 at
+// start-up or set_attention_mma(false) select the WMMA kernels instead).
 void flash_attention_mma_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                                  int64_t BH, int64_t Tq, int64_t Tk, int64_t HS, double scale, bool f16);
+void flash_attention_mma_backward(float* dq, float* dk, float* dv, float* delta, const float* dout,
+                                  const float* q, const float* k, const float* v, const float* out,
+                                  const float* lse, int64_t BH, int64_t Tq, int64_t Tk, int64_t HS, double scale,
+                                  bool f16);
 void set_attention_mma(bool on);
 bool attention_mma_enabled();
 

@@ -1,11 +1,12 @@
-// FlashAttention-2's forward with bf16 / f16 operands on the warp-level
-// tensor-core instruction mma.sync.m16n8k16 (f32 accumulation), the scores
-// kept in registers: what run.precision bf16 / f16 runs for the forward of
-// attention (the backward stays on cuda/flash_attention_tc.cu's WMMA
-// kernels). Same contract and numerics as those kernels' 16-bit forward:
-// q, k, v rounded to nearest even as their tiles load, the probabilities P
-// rounded before O += P V, the softmax, its running statistics and the
-// output in f32 (Dao, FlashAttention-2, arXiv 2307.08691, Algorithm 1).
+// FlashAttention-2 with bf16 / f16 operands on the warp-level tensor-core
+// instruction mma.sync.m16n8k16 (f32 accumulation), scores and
+// probabilities kept in registers: what run.precision bf16 / f16 runs for
+// attention. Same contract and numerics as cuda/flash_attention_tc.cu's
+// 16-bit WMMA kernels (the fallback): q, k, v, dout rounded to nearest even
+// as their tiles load, P and dS rounded before the products that take
+// them, the softmax, its statistics, D and the outputs in f32 (Dao,
+// FlashAttention-2, arXiv 2307.08691, Algorithms 1 and 2; dq and dk/dv in
+// separate kernels, as the WMMA ones, so no atomics).
 //
 // Four warps per block, 64 query rows, warp w the 16-row strip 16w..16w+15.
 // A warp holds its Q fragments for the whole key loop; per 64-key tile it
@@ -13,8 +14,13 @@
 // masked row maxima over the four lanes that share a row (shuffles), the
 // probabilities in place, and O += P V with P's A fragments made from the
 // accumulators directly (cuda/mma_layout.h: tile_of_a, c_of_a). No score
-// ever reaches shared memory. Fragment indices all come from
-// cuda/mma_layout.h, whose layout the CPU tests check against the PTX ISA.
+// ever reaches shared memory. The backward kernels follow the same pattern:
+// dq per query tile over the key tiles (S and dP in registers, dS reused as
+// the A fragment of dS K), dk/dv per key tile over the query tiles (S^T
+// and dP^T, then P^T dO and dS^T Q). Operand fragments are read from the
+// shared-memory tiles when used (holding them would cost 64 registers more
+// at head size 128). Fragment indices all come from cuda/mma_layout.h,
+// whose layout the CPU tests check against the PTX ISA.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -41,6 +47,9 @@ __device__ __forceinline__ E round_to(float x) {
   if constexpr (kBf16<E>) return __float2bfloat16_rn(x);
   else return __float2half_rn(x);
 }
+
+__device__ __forceinline__ float widen(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float widen(__half x) { return __half2float(x); }
 
 // Two values in one register, lo in the low half (the fragment's lower
 // element index).
@@ -88,6 +97,45 @@ __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], 
   }
 }
 
+// Fragment loads from a [64][ld] 16-bit tile T.
+// A over rows r0..r0+15 and columns 16 kk..16 kk+15 (pairs along a row).
+template <int ld, class E>
+__device__ __forceinline__ void load_a(uint32_t (&a)[4], const E* T, int r0, int kk, int lane) {
+#pragma unroll
+  for (int r = 0; r < 4; ++r) {
+    const mma::RowCol e = mma::a_elem(lane, 2 * r);
+    a[r] = load_pair(T + (r0 + e.row) * ld + 16 * kk + e.col);
+  }
+}
+// B[k][n] = T[n0 + n][16 kk + k]: a product with T^T (pairs along T's rows).
+template <int ld, class E>
+__device__ __forceinline__ void load_b_t(uint32_t (&b)[2], const E* T, int n0, int kk, int lane) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const mma::RowCol e = mma::b_elem(lane, 2 * r);
+    b[r] = load_pair(T + (n0 + e.col) * ld + 16 * kk + e.row);
+  }
+}
+// B[k][n] = T[16 ks + k][n0 + n]: a product with T (a pair spans two rows).
+template <int ld, class E>
+__device__ __forceinline__ void load_b(uint32_t (&b)[2], const E* T, int ks, int n0, int lane) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const mma::RowCol lo = mma::b_elem(lane, 2 * r), hi = mma::b_elem(lane, 2 * r + 1);
+    b[r] = pack_bits<E>(T[(16 * ks + lo.row) * ld + n0 + lo.col], T[(16 * ks + hi.row) * ld + n0 + hi.col]);
+  }
+}
+// The A fragment over columns 16 m..16 m+15 of eight 16 x 8 accumulator
+// tiles x, rounded to E (cuda/mma_layout.h: tile_of_a, c_of_a).
+template <class E>
+__device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&x)[8][4], int m) {
+#pragma unroll
+  for (int r = 0; r < 4; ++r) {
+    const int tile = 2 * m + mma::tile_of_a(2 * r), c = mma::c_of_a(2 * r);
+    a[r] = pack<E>(x[tile][c], x[tile][c + 1]);
+  }
+}
+
 // Rows [r0, r0 + 64) of src [rows, HS] into dst [64][ld], rounded, zero
 // beyond rows / HS.
 template <int HSP, class E>
@@ -122,12 +170,7 @@ __global__ void __launch_bounds__(kThreads) mma_forward_kernel(float* out, float
   __syncthreads();
   uint32_t qf[KS][4];
 #pragma unroll
-  for (int kk = 0; kk < KS; ++kk)
-#pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      const mma::RowCol e = mma::a_elem(lane, 2 * r);
-      qf[kk][r] = load_pair(Qs + (16 * warp + e.row) * ld + 16 * kk + e.col);
-    }
+  for (int kk = 0; kk < KS; ++kk) load_a<ld>(qf[kk], Qs, 16 * warp, kk, lane);
   // This lane's two rows (h = 0, 1: accumulator elements 2h, 2h + 1): the
   // last key each sees, its running max and its partial row sum (this
   // lane's columns only; the four lanes of a row add theirs at the end).
@@ -155,11 +198,7 @@ __global__ void __launch_bounds__(kThreads) mma_forward_kernel(float* out, float
 #pragma unroll
       for (int kk = 0; kk < KS; ++kk) {
         uint32_t b[2];
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          const mma::RowCol e = mma::b_elem(lane, 2 * r);  // row: d, col: key
-          b[r] = load_pair(Ks + (8 * j + e.col) * ld + 16 * kk + e.row);
-        }
+        load_b_t<ld>(b, Ks, 8 * j, kk, lane);
         mma16816<E>(s[j], qf[kk], b);
       }
     }
@@ -203,20 +242,11 @@ __global__ void __launch_bounds__(kThreads) mma_forward_kernel(float* out, float
 #pragma unroll
     for (int ms = 0; ms < 4; ++ms) {
       uint32_t pa[4];
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const int tile = 2 * ms + mma::tile_of_a(2 * r), c = mma::c_of_a(2 * r);
-        pa[r] = pack<E>(s[tile][c], s[tile][c + 1]);
-      }
+      acc_to_a<E>(pa, s, ms);
 #pragma unroll
       for (int nd = 0; nd < ND; ++nd) {
         uint32_t b[2];
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          const mma::RowCol lo = mma::b_elem(lane, 2 * r), hi = mma::b_elem(lane, 2 * r + 1);
-          b[r] = pack_bits<E>(Vs[(16 * ms + lo.row) * ld + 8 * nd + lo.col],
-                              Vs[(16 * ms + hi.row) * ld + 8 * nd + hi.col]);
-        }
+        load_b<ld>(b, Vs, ms, 8 * nd, lane);
         mma16816<E>(o[nd], pa, b);
       }
     }
@@ -244,6 +274,233 @@ __global__ void __launch_bounds__(kThreads) mma_forward_kernel(float* out, float
     }
 }
 
+// dq for a tile of 64 queries over the key tiles; writes delta (D) for the
+// dk/dv kernel, from the rounded dO, as the WMMA kernel does.
+template <int HSP, class E>
+__global__ void __launch_bounds__(kThreads) mma_dq_kernel(float* dq, float* delta, const float* dout,
+                                                          const float* q, const float* k, const float* v,
+                                                          const float* out, const float* lse, int64_t Tq,
+                                                          int64_t Tk, int HS, float scale) {
+  constexpr int ld = HSP + 8, KS = HSP / 16, ND = HSP / 8;
+  extern __shared__ __align__(16) unsigned char smem_mma[];
+  E* Qs = reinterpret_cast<E*>(smem_mma);
+  E* dOs = Qs + kTile * ld;
+  E* Ks = dOs + kTile * ld;
+  E* Vs = Ks + kTile * ld;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t n_tiles = (Tq + kTile - 1) / kTile;
+  const int64_t q0 = (n_tiles - 1 - blockIdx.x) * kTile, bh = blockIdx.y, off = Tk - Tq;
+  load_tile<HSP, E>(Qs, q + bh * Tq * HS, q0, Tq, HS);
+  load_tile<HSP, E>(dOs, dout + bh * Tq * HS, q0, Tq, HS);
+  __syncthreads();
+  // This lane's two rows: D_t = dO_t . out_t (columns d = lane % 4 + 4 i,
+  // then over the four lanes of the row) and the log-sum-exp.
+  int64_t t[2];
+  float D[2], L[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int row = 16 * warp + mma::c_elem(lane, 2 * h).row;
+    t[h] = q0 + row;
+    float part = 0.f;
+    if (t[h] < Tq)
+      for (int d = lane & 3; d < HS; d += 4)
+        part += widen(dOs[row * ld + d]) * out[(bh * Tq + t[h]) * HS + d];
+    part += __shfl_xor_sync(0xffffffffu, part, 1);
+    part += __shfl_xor_sync(0xffffffffu, part, 2);
+    D[h] = part;
+    L[h] = t[h] < Tq ? lse[bh * Tq + t[h]] : 0.f;
+    if ((lane & 3) == 0 && t[h] < Tq) delta[bh * Tq + t[h]] = part;
+  }
+  float acc[ND][4];
+#pragma unroll
+  for (int nd = 0; nd < ND; ++nd)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc[nd][i] = 0.f;
+  const float* kb = k + bh * Tk * HS;
+  const float* vb = v + bh * Tk * HS;
+  const int64_t k_end = min(Tk, q0 + kTile + off);
+  for (int64_t k0 = 0; k0 < k_end; k0 += kTile) {
+    load_tile<HSP, E>(Ks, kb, k0, Tk, HS);
+    load_tile<HSP, E>(Vs, vb, k0, Tk, HS);
+    __syncthreads();
+    // S = Q K^T and dP = dO V^T, eight 16 x 8 tiles each.
+    float s[8][4], dp[8][4];
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) s[j][i] = dp[j][i] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < KS; ++kk) {
+      uint32_t aq[4], ado[4];
+      load_a<ld>(aq, Qs, 16 * warp, kk, lane);
+      load_a<ld>(ado, dOs, 16 * warp, kk, lane);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        uint32_t b[2];
+        load_b_t<ld>(b, Ks, 8 * j, kk, lane);
+        mma16816<E>(s[j], aq, b);
+        load_b_t<ld>(b, Vs, 8 * j, kk, lane);
+        mma16816<E>(dp[j], ado, b);
+      }
+    }
+    // dS = P (dP - D), P = exp(scale S - L), masked; in place of S.
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int h = i >> 1;
+        const int64_t key = k0 + 8 * j + mma::c_elem(lane, i).col;
+        const bool seen = key <= t[h] + off && key < Tk && t[h] < Tq;
+        const float p = seen ? expf(s[j][i] * scale - L[h]) : 0.f;
+        s[j][i] = p * (dp[j][i] - D[h]);
+      }
+    // dQ += dS K.
+#pragma unroll
+    for (int m = 0; m < 4; ++m) {
+      uint32_t a[4];
+      acc_to_a<E>(a, s, m);
+#pragma unroll
+      for (int nd = 0; nd < ND; ++nd) {
+        uint32_t b[2];
+        load_b<ld>(b, Ks, m, 8 * nd, lane);
+        mma16816<E>(acc[nd], a, b);
+      }
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int nd = 0; nd < ND; ++nd)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const mma::RowCol e = mma::c_elem(lane, i);
+      const int64_t tt = q0 + 16 * warp + e.row;
+      const int d = 8 * nd + e.col;
+      if (tt < Tq && d < HS) dq[(bh * Tq + tt) * HS + d] = scale * acc[nd][i];
+    }
+}
+
+// dk, dv for a tile of 64 keys over the query tiles that see them.
+template <int HSP, class E>
+__global__ void __launch_bounds__(kThreads) mma_dkv_kernel(float* dk, float* dv, const float* dout,
+                                                           const float* q, const float* k, const float* v,
+                                                           const float* lse, const float* delta, int64_t Tq,
+                                                           int64_t Tk, int HS, float scale) {
+  constexpr int ld = HSP + 8, KS = HSP / 16, ND = HSP / 8;
+  extern __shared__ __align__(16) unsigned char smem_mma[];
+  E* Ks = reinterpret_cast<E*>(smem_mma);
+  E* Vs = Ks + kTile * ld;
+  E* Qs = Vs + kTile * ld;
+  E* dOs = Qs + kTile * ld;
+  float* Ls = reinterpret_cast<float*>(dOs + kTile * ld);
+  float* Ds = Ls + kTile;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t k0 = int64_t(blockIdx.x) * kTile, bh = blockIdx.y, off = Tk - Tq;
+  load_tile<HSP, E>(Ks, k + bh * Tk * HS, k0, Tk, HS);
+  load_tile<HSP, E>(Vs, v + bh * Tk * HS, k0, Tk, HS);
+  int64_t key[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) key[h] = k0 + 16 * warp + mma::c_elem(lane, 2 * h).row;
+  float dka[ND][4], dva[ND][4];
+#pragma unroll
+  for (int nd = 0; nd < ND; ++nd)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) dka[nd][i] = dva[nd][i] = 0.f;
+  const float* qb = q + bh * Tq * HS;
+  const float* dob = dout + bh * Tq * HS;
+  const int64_t first = k0 - off > 0 ? (k0 - off) / kTile * kTile : 0;
+  for (int64_t q0 = first; q0 < Tq; q0 += kTile) {
+    load_tile<HSP, E>(Qs, qb, q0, Tq, HS);
+    load_tile<HSP, E>(dOs, dob, q0, Tq, HS);
+    if (threadIdx.x < kTile) {
+      const int64_t tt = q0 + threadIdx.x;
+      Ls[threadIdx.x] = tt < Tq ? lse[bh * Tq + tt] : 0.f;
+      Ds[threadIdx.x] = tt < Tq ? delta[bh * Tq + tt] : 0.f;
+    }
+    __syncthreads();
+    // S^T = K Q^T and dP^T = V dO^T: rows this warp's keys, columns queries.
+    float st[8][4], dpt[8][4];
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) st[j][i] = dpt[j][i] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < KS; ++kk) {
+      uint32_t ak[4], av[4];
+      load_a<ld>(ak, Ks, 16 * warp, kk, lane);
+      load_a<ld>(av, Vs, 16 * warp, kk, lane);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        uint32_t b[2];
+        load_b_t<ld>(b, Qs, 8 * j, kk, lane);
+        mma16816<E>(st[j], ak, b);
+        load_b_t<ld>(b, dOs, 8 * j, kk, lane);
+        mma16816<E>(dpt[j], av, b);
+      }
+    }
+    // P^T and dS^T = P^T (dP^T - D), masked.
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int h = i >> 1, col = 8 * j + mma::c_elem(lane, i).col;
+        const int64_t tq = q0 + col;
+        const bool seen = key[h] <= tq + off && key[h] < Tk && tq < Tq;
+        const float p = seen ? expf(st[j][i] * scale - Ls[col]) : 0.f;
+        st[j][i] = p;
+        dpt[j][i] = p * (dpt[j][i] - Ds[col]);
+      }
+    // dV += P^T dO, dK += dS^T Q.
+#pragma unroll
+    for (int m = 0; m < 4; ++m) {
+      uint32_t ap[4], ads[4];
+      acc_to_a<E>(ap, st, m);
+      acc_to_a<E>(ads, dpt, m);
+#pragma unroll
+      for (int nd = 0; nd < ND; ++nd) {
+        uint32_t b[2];
+        load_b<ld>(b, dOs, m, 8 * nd, lane);
+        mma16816<E>(dva[nd], ap, b);
+        load_b<ld>(b, Qs, m, 8 * nd, lane);
+        mma16816<E>(dka[nd], ads, b);
+      }
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int nd = 0; nd < ND; ++nd)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const mma::RowCol e = mma::c_elem(lane, i);
+      const int64_t kr = k0 + 16 * warp + e.row;
+      const int d = 8 * nd + e.col;
+      if (kr < Tk && d < HS) {
+        dk[(bh * Tk + kr) * HS + d] = scale * dka[nd][i];
+        dv[(bh * Tk + kr) * HS + d] = dva[nd][i];
+      }
+    }
+}
+
+template <int HSP, class E>
+void mma_backward(float* dq, float* dk, float* dv, float* delta, const float* dout, const float* q,
+                  const float* k, const float* v, const float* out, const float* lse, int64_t BH, int64_t Tq,
+                  int64_t Tk, int HS, float scale) {
+  GL_CHECK(BH <= 65535, "cuda attention: batch x heads = ", BH, " exceeds the grid limit 65535");
+  const size_t tiles = size_t(4) * kTile * (HSP + 8) * sizeof(E);
+  if (Tq > 0) {
+    auto kernel = mma_dq_kernel<HSP, E>;
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(tiles)));
+    kernel<<<dim3(unsigned((Tq + kTile - 1) / kTile), unsigned(BH)), kThreads, tiles, current_stream()>>>(
+        dq, delta, dout, q, k, v, out, lse, Tq, Tk, HS, scale);
+    CUDA_CHECK_LAUNCH("mma_dq_kernel");
+  }
+  const size_t bytes = tiles + 2 * kTile * sizeof(float);
+  auto kernel = mma_dkv_kernel<HSP, E>;
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+  kernel<<<dim3(unsigned((Tk + kTile - 1) / kTile), unsigned(BH)), kThreads, bytes, current_stream()>>>(
+      dk, dv, dout, q, k, v, lse, delta, Tq, Tk, HS, scale);
+  CUDA_CHECK_LAUNCH("mma_dkv_kernel");
+}
+
 template <int HSP, class E>
 void mma_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t BH,
                  int64_t Tq, int64_t Tk, int HS, float scale) {
@@ -264,11 +521,11 @@ void by_head_size(float* out, float* lse, const float* q, const float* k, const 
   mma_forward<128, E>(out, lse, q, k, v, BH, Tq, Tk, int(HS), float(scale));
 }
 
-// GRIDLOCK_ATTENTION_FORWARD=wmma selects the WMMA forward at start-up (a
-// way around a fault in this kernel without a rebuild).
+// GRIDLOCK_ATTENTION_MMA=0 selects the WMMA kernels at start-up (a way
+// around a fault in these without a rebuild).
 bool mma_default() {
-  const char* e = std::getenv("GRIDLOCK_ATTENTION_FORWARD");
-  return !(e && std::strcmp(e, "wmma") == 0);
+  const char* e = std::getenv("GRIDLOCK_ATTENTION_MMA");
+  return !(e && std::strcmp(e, "0") == 0);
 }
 bool g_mma = mma_default();
 
@@ -282,6 +539,22 @@ void flash_attention_mma_forward(float* out, float* lse, const float* q, const f
   if (BH * Tq == 0) return;
   if (f16) return by_head_size<__half>(out, lse, q, k, v, BH, Tq, Tk, HS, scale);
   by_head_size<__nv_bfloat16>(out, lse, q, k, v, BH, Tq, Tk, HS, scale);
+}
+
+void flash_attention_mma_backward(float* dq, float* dk, float* dv, float* delta, const float* dout,
+                                  const float* q, const float* k, const float* v, const float* out,
+                                  const float* lse, int64_t BH, int64_t Tq, int64_t Tk, int64_t HS, double scale,
+                                  bool f16) {
+  if (BH * Tk == 0) return;
+  auto run = [&](auto tag) {
+    using E = decltype(tag);
+    const float sc = float(scale);
+    if (HS <= 32) return mma_backward<32, E>(dq, dk, dv, delta, dout, q, k, v, out, lse, BH, Tq, Tk, int(HS), sc);
+    if (HS <= 64) return mma_backward<64, E>(dq, dk, dv, delta, dout, q, k, v, out, lse, BH, Tq, Tk, int(HS), sc);
+    mma_backward<128, E>(dq, dk, dv, delta, dout, q, k, v, out, lse, BH, Tq, Tk, int(HS), sc);
+  };
+  if (f16) run(__half{});
+  else run(__nv_bfloat16{});
 }
 
 }  // namespace gl::cuda

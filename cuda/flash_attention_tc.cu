@@ -509,6 +509,8 @@ void flash_attention_lowp_backward(float* dq, float* dk, float* dv, float* delta
                                    const float* dout, const float* q, const float* k,
                                    const float* v, const float* out, const float* lse, int64_t BH,
                                    int64_t Tq, int64_t Tk, int64_t HS, double scale, bool f16) {
+  if (attention_mma_enabled())
+    return flash_attention_mma_backward(dq, dk, dv, delta, dout, q, k, v, out, lse, BH, Tq, Tk, HS, scale, f16);
   if (f16)
     return backward_by_head_size<F16Ops>(dq, dk, dv, delta, dout, q, k, v, out, lse, BH, Tq, Tk, HS,
                                          scale);

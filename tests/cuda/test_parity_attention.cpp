@@ -180,8 +180,8 @@ TEST_CASE("cuda parity: attention with bf16 and f16 operands (run.precision)") {
                                 {2, 2, 24, 33, 33},   {1, 2, 64, 300, 300}, {1, 1, 80, 200, 200},
                                 {2, 1, 7, 65, 65},    {1, 2, 64, 100, 300}, {1, 1, 64, 1, 300},
                                 {2, 1, 32, 130, 200}, {1, 1, 128, 1, 130}};
-  // Both 16-bit forwards: mma.sync with register-resident scores (the
-  // default) and WMMA (GRIDLOCK_ATTENTION_FORWARD=wmma); the same backward.
+  // Both 16-bit kernel families: mma.sync with register-resident scores
+  // (the default) and WMMA (GRIDLOCK_ATTENTION_MMA=0).
   struct MmaSetting {
     explicit MmaSetting(bool on) { cuda::set_attention_mma(on); }
     ~MmaSetting() { cuda::set_attention_mma(true); }
