@@ -10,7 +10,7 @@
 //
 //   gridlock_bench_train [--preset tiny|pythia-160m|...] [--seq 256] [--batch 8]
 //                        [--steps 10] [--warmup 2] [--seed 0] [--device cpu|cuda]
-//                        [--qat] [--tf32] [--precision f32|bf16|f16] [--profile]
+//                        [--qat] [--tf32] [--precision f32|bf16|f16] [--profile] [--tag NAME]
 //
 // --device cuda trains on the GPU (the device is synchronised before every
 // clock read, so each phase is its own device time); --qat attaches the
@@ -86,7 +86,7 @@ int main(int argc, char** argv) try {
   uint64_t seed = 0;
   std::string device_name = "cpu";
   bool use_qat = false, profile = false, tf32 = false;
-  std::string precision_name = "f32";
+  std::string precision_name = "f32", tag;
   for (int i = 1; i < argc; ++i) {
     auto next = [&]() -> const char* {
       GL_CHECK(i + 1 < argc, "missing value after ", argv[i]);
@@ -103,10 +103,12 @@ int main(int argc, char** argv) try {
     else if (!std::strcmp(argv[i], "--profile")) profile = true;
     else if (!std::strcmp(argv[i], "--tf32")) tf32 = true;
     else if (!std::strcmp(argv[i], "--precision")) precision_name = next();
+    else if (!std::strcmp(argv[i], "--tag")) tag = next();
     else GL_CHECK(false, "unknown argument ", argv[i]);
   }
   GL_CHECK(steps >= 1 && warmup >= 0 && seq >= 1 && batch >= 1,
            "need --steps >= 1, --warmup >= 0, --seq >= 1, --batch >= 1");
+  GL_CHECK(tag.find_first_of("\"\\") == std::string::npos, "--tag must not hold quotes or backslashes");
   ModelConfig cfg = bench_config(preset);
   GL_CHECK(seq <= cfg.max_positions, "--seq ", seq, " exceeds max_positions ", cfg.max_positions);
   const Device device = device_from_name(device_name);
@@ -205,12 +207,12 @@ int main(int argc, char** argv) try {
 #if GRIDLOCK_CUDA
   if (device.is_cuda()) peak_gib = double(cuda::allocator_stats(device.index).bytes_reserved) / (1 << 30);
 #endif
-  std::printf("{\"bench\":\"gridlock_train\",\"device\":\"%s\",\"dtype\":\"%s\",\"qat\":%s,\"reserved_gib\":%.2f,"
+  std::printf("{\"bench\":\"gridlock_train\",\"tag\":\"%s\",\"device\":\"%s\",\"dtype\":\"%s\",\"qat\":%s,\"reserved_gib\":%.2f,"
               "\"preset\":\"%s\",\"seq\":%lld,\"batch\":%lld,"
               "\"steps\":%d,\"best_s\":%.5f,\"median_s\":%.5f,\"tokens_per_s\":%.1f,"
               "\"tokens_per_s_best\":%.1f,\"forward_s\":%.5f,\"backward_s\":%.5f,"
               "\"clip_s\":%.5f,\"adamw_s\":%.5f,\"cpu_s\":%.5f,\"last_loss\":%.4f}\n",
-              device_name.c_str(), precision != MatmulPrecision::F32 ? precision_name.c_str() : tf32 ? "tf32" : "f32", use_qat ? "true" : "false", peak_gib, preset.c_str(), (long long)seq, (long long)batch, steps, st.best, st.median,
+              tag.c_str(), device_name.c_str(), precision != MatmulPrecision::F32 ? precision_name.c_str() : tf32 ? "tf32" : "f32", use_qat ? "true" : "false", peak_gib, preset.c_str(), (long long)seq, (long long)batch, steps, st.best, st.median,
               tokens / st.median, tokens / st.best, bench::stats_of(t_fwd).median,
               bench::stats_of(t_bwd).median, bench::stats_of(t_clip).median,
               bench::stats_of(t_opt).median, bench::stats_of(t_cpu).median, last_loss);

@@ -3,7 +3,7 @@
 # time Pythia-160m training on one GPU against the PyTorch peers measured in
 # the same run, interleaved (gridlock bf16, torch hf, torch compiled,
 # gridlock tf32, gridlock bf16 with QAT, then gridlock bf16 again so drift
-# shows). gridlock's bf16 is run.precision=bf16: bf16 operands and f32
+# shows, then bf16 on the WMMA attention kernels). gridlock's bf16 is run.precision=bf16: bf16 operands and f32
 # accumulation in the products (cuBLASLt), everything else f32; the peers
 # run bf16 autocast, the same split.
 #
@@ -81,6 +81,8 @@ peer compiled
 ours --tf32
 ours --precision bf16 --qat
 ours --precision bf16
+# The WMMA attention kernels instead of the mma.sync ones: what the latter gain.
+[[ "${GRIDLOCK_ATTENTION_MMA:-1}" != 0 ]] && GRIDLOCK_ATTENTION_MMA=0 ours --precision bf16 --tag attention-wmma
 
 "$py" - "$results" "$seq_len" "$peak" <<'EOF'
 import json, sys
@@ -91,11 +93,11 @@ fpt = 6 * (L * (4 * C * C + 2 * C * FF) + C * V) + 12 * L * T * C
 best_peer = max((r["tokens_per_s"] for r in rows if r["bench"].startswith("torch")), default=0)
 ours = [r for r in rows if r["bench"] == "gridlock_train"]
 main = "bf16" if any(r["dtype"] == "bf16" for r in ours) else "tf32"
-fp = [r["tokens_per_s"] for r in ours if not r["qat"] and r["dtype"] == main]
+fp = [r["tokens_per_s"] for r in ours if not r["qat"] and r["dtype"] == main and not r.get("tag")]
 print(f"\n| run | dtype | batch | tokens/s | MFU | vs best peer | reserved GiB |")
 print("| --- | --- | --- | --- | --- | --- | --- |")
 for r in rows:
-    name = r["bench"] + (" +qat" if r.get("qat") else "")
+    name = r["bench"] + (" +qat" if r.get("qat") else "") + (f" [{r['tag']}]" if r.get("tag") else "")
     dt = r.get("dtype", "f32")
     tps = r["tokens_per_s"]
     ratio = f"{tps / best_peer:.3f}x" if best_peer else "-"
