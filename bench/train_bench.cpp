@@ -147,7 +147,18 @@ int main(int argc, char** argv) try {
   };
   std::vector<double> t_step, t_fwd, t_bwd, t_clip, t_opt, t_cpu;
   double last_loss = 0.0;
+  // cudaMalloc calls during the timed steps: the caching allocator should
+  // serve a steady-state step from its cache (issue "CUDA performance": no
+  // allocation in the steady state), so this should read 0.
+  int64_t mallocs_at_warmup = 0;
+  auto malloc_calls = [&]() -> int64_t {
+#if GRIDLOCK_CUDA
+    if (device.is_cuda()) return cuda::allocator_stats(device.index).cuda_malloc_calls;
+#endif
+    return 0;
+  };
   for (int s = 0; s < warmup + steps; ++s) {
+    if (s == warmup) mallocs_at_warmup = malloc_calls();
     // A fresh random batch each step: uniform ids in [0, V) (truncation),
     // ids = tokens[:, :-1], targets = tokens[:, 1:], as a data loader gives.
     const Tensor tokens = Tensor::uniform({batch, seq + 1}, gen, 0.0, double(cfg.vocab_size),
@@ -211,11 +222,13 @@ int main(int argc, char** argv) try {
               "\"preset\":\"%s\",\"seq\":%lld,\"batch\":%lld,"
               "\"steps\":%d,\"best_s\":%.5f,\"median_s\":%.5f,\"tokens_per_s\":%.1f,"
               "\"tokens_per_s_best\":%.1f,\"forward_s\":%.5f,\"backward_s\":%.5f,"
-              "\"clip_s\":%.5f,\"adamw_s\":%.5f,\"cpu_s\":%.5f,\"last_loss\":%.4f}\n",
+              "\"clip_s\":%.5f,\"adamw_s\":%.5f,\"cpu_s\":%.5f,\"last_loss\":%.4f,"
+              "\"mallocs_timed\":%lld}\n",
               tag.c_str(), device_name.c_str(), precision != MatmulPrecision::F32 ? precision_name.c_str() : tf32 ? "tf32" : "f32", use_qat ? "true" : "false", peak_gib, preset.c_str(), (long long)seq, (long long)batch, steps, st.best, st.median,
               tokens / st.median, tokens / st.best, bench::stats_of(t_fwd).median,
               bench::stats_of(t_bwd).median, bench::stats_of(t_clip).median,
-              bench::stats_of(t_opt).median, bench::stats_of(t_cpu).median, last_loss);
+              bench::stats_of(t_opt).median, bench::stats_of(t_cpu).median, last_loss,
+              (long long)(malloc_calls() - mallocs_at_warmup));
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "gridlock_bench_train: %s\n", e.what());

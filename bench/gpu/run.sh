@@ -94,15 +94,15 @@ best_peer = max((r["tokens_per_s"] for r in rows if r["bench"].startswith("torch
 ours = [r for r in rows if r["bench"] == "gridlock_train"]
 main = "bf16" if any(r["dtype"] == "bf16" for r in ours) else "tf32"
 fp = [r["tokens_per_s"] for r in ours if not r["qat"] and r["dtype"] == main and not r.get("tag")]
-print(f"\n| run | dtype | batch | tokens/s | MFU | vs best peer | reserved GiB |")
-print("| --- | --- | --- | --- | --- | --- | --- |")
+print(f"\n| run | dtype | batch | tokens/s | MFU | vs best peer | reserved GiB | cudaMalloc in timed steps |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
 for r in rows:
     name = r["bench"] + (" +qat" if r.get("qat") else "") + (f" [{r['tag']}]" if r.get("tag") else "")
     dt = r.get("dtype", "f32")
     tps = r["tokens_per_s"]
     ratio = f"{tps / best_peer:.3f}x" if best_peer else "-"
     print(f"| {name} | {dt} | {r['batch']} | {tps:,.0f} | {tps * fpt / (peak * 1e12):.1%} | {ratio} "
-          f"| {r.get('reserved_gib', 0):.1f} |")
+          f"| {r.get('reserved_gib', 0):.1f} | {r.get('mallocs_timed', '-')} |")
 q = [r["tokens_per_s"] for r in ours if r["qat"] and r["dtype"] == main]
 if fp and q:
     print(f"\nQAT overhead: {(max(fp) / q[0] - 1):.1%} ({main} step time: the faster run without QAT vs the QAT run)")
