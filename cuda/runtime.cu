@@ -8,8 +8,12 @@
 // per device, so a block freed on the host can be handed out again at once:
 // the stream orders the old and new users. On out-of-memory the cache is
 // released and the allocation retried once.
+//
+// Host-to-device copies up to 8 MiB return without waiting for the stream
+// (pinned staging slots, see Staging below); copies to the host wait.
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -199,12 +203,57 @@ void free(void* ptr, int device) {
   p.free_blocks.emplace(it->second, ptr);
 }
 
+namespace {
+
+// Host-to-device copies of up to kSlotBytes go through a ring of pinned
+// staging buffers per device: the bytes are copied into the next slot and
+// the transfer is queued with an event behind it, so the call returns
+// without waiting for the stream (the caller may free or reuse its memory
+// at once: the slot holds the bytes). A training step's batch upload then
+// no longer drains the GPU of the previous step's work. A slot is reused
+// once its event has completed, so the host waits only when kSlots copies
+// are still in flight. Larger copies, and every copy to the host (which the
+// host reads right after), synchronise the stream.
+struct Staging {
+  static constexpr size_t kSlotBytes = size_t(8) << 20;
+  static constexpr int kSlots = 4;
+  std::mutex mu;
+  void* buf[kSlots] = {};
+  cudaEvent_t done[kSlots] = {};
+  int next = 0;
+};
+
+Staging& staging(int device) {
+  static std::mutex mu;
+  static auto* all = new std::unordered_map<int, Staging>();  // leaked, as device_state's
+  std::lock_guard<std::mutex> lock(mu);
+  return (*all)[device];
+}
+
+}  // namespace
+
 void memcpy(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes) {
   using namespace gl::cuda;
   if (nbytes == 0) return;
   const int dev = dst_device.is_cuda() ? dst_device.index : src_device.index;
   DeviceGuard guard(dev);
   cudaStream_t s = device_state(dev).stream;
+  if (dst_device.is_cuda() && !src_device.is_cuda() && nbytes <= Staging::kSlotBytes) {
+    Staging& st = staging(dev);
+    std::lock_guard<std::mutex> lock(st.mu);
+    const int k = st.next;
+    st.next = (k + 1) % Staging::kSlots;
+    if (!st.buf[k]) {
+      CUDA_CHECK(cudaHostAlloc(&st.buf[k], Staging::kSlotBytes, cudaHostAllocDefault));
+      CUDA_CHECK(cudaEventCreateWithFlags(&st.done[k], cudaEventDisableTiming));
+    } else {
+      CUDA_CHECK(cudaEventSynchronize(st.done[k]));  // the slot's last transfer has left it
+    }
+    std::memcpy(st.buf[k], src, nbytes);
+    CUDA_CHECK(cudaMemcpyAsync(dst, st.buf[k], nbytes, cudaMemcpyHostToDevice, s));
+    CUDA_CHECK(cudaEventRecord(st.done[k], s));
+    return;
+  }
   if (dst_device.is_cuda() && src_device.is_cuda() && dst_device.index != src_device.index) {
     // Both streams must be idle: the source may still be being written.
     synchronize(src_device.index);
