@@ -313,7 +313,10 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
     // before they are reduced.
     const bool overlap =
         reducer && !hooks.after_backward && !(faults.nan_grad == s + 1 && !fired.count("nan_grad"));
-    double loss_sum = 0;
+    // The micro-batches' losses stay on the device until all are queued:
+    // reading each at once would make the host wait for its backward before
+    // it could queue the next micro-batch.
+    std::vector<Tensor> losses;
     for (int64_t m = 0; m < accum; ++m) {
       Batch b;
       try {
@@ -344,7 +347,7 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
       if (loss_scale != 1.0) scale(loss, loss_scale).backward();
       else loss.backward();
       ready.reset();
-      loss_sum += loss.value().item();
+      losses.push_back(loss.value());
       if (hooks.after_backward) hooks.after_backward(s, params);
       if (fault_now("nan_grad", faults.nan_grad, s + 1)) {
         Tensor g = params[0].var.grad();
@@ -354,6 +357,8 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
       }
     }
     if (!overlap && grad_scale != 1.0) scale_grads(params, grad_scale);
+    double loss_sum = 0;
+    for (const Tensor& l : losses) loss_sum += l.item();
     double l[1] = {loss_sum / double(accum)};
     if (fault_now("inf_loss", faults.inf_loss, s + 1)) l[0] = std::numeric_limits<double>::infinity();
     if (W > 1) {
