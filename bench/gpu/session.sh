@@ -10,8 +10,9 @@
 # 15-minute device budget wants two calls, e.g. "parity sanitize e2e" then
 # "bench repro"):
 #   parity    test_cuda: every CUDA kernel against the CPU (label gpu)
-#   sanitize  compute-sanitizer memcheck on the matmul and attention parity
-#             cases (the newest CUDA code), racecheck on the attention ones
+#   sanitize  compute-sanitizer memcheck on the parity cases of the newest
+#             CUDA code (products, attention, the fused ops, multi-tensor
+#             AdamW), racecheck on the attention ones
 #   e2e       tests/trainer/e2e/train_cuda.sh: ./train on cuda vs cpu, f32 and bf16
 #   bench     bench/gpu/run.sh: Pythia-160m training vs the PyTorch peers
 #   repro     bench/gpu/repro_times.sh: the reproduction's run times
@@ -73,7 +74,7 @@ for s in "${steps[@]}"; do
       fi ;;
     sanitize)
       run_step memcheck 240 compute-sanitizer --tool memcheck --error-exitcode 1 "$tc" \
-        -tc="*matmul*,*cuBLASLt*,*attention*"
+        -tc="*matmul*,*cuBLASLt*,*attention*,*bias_gelu*,*add_layer_norm*,*multi-tensor*,*linear_cross_entropy*"
       run_step racecheck 240 compute-sanitizer --tool racecheck --error-exitcode 1 "$tc" \
         -tc="*attention*" ;;
     e2e)
