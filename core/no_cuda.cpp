@@ -40,3 +40,11 @@ void set_tf32(bool on) {
 }
 bool tf32_enabled() { return false; }
 }  // namespace gl::cuda
+
+// cuda/attention.h's kernel choice: a setting with nothing to choose from.
+#include "cuda/attention.h"
+
+namespace gl::cuda {
+void set_attention_mma(bool) {}
+bool attention_mma_enabled() { return false; }
+}  // namespace gl::cuda
