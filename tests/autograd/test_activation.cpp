@@ -70,7 +70,9 @@ TEST_CASE("bias_gelu equals gelu(y + bias), forward and backward (f32)") {
   // Rows of odd widths, C > 64 (several column chunks of the dbias sum) and
   // enough elements for the parallel loops; values up to +-5 reach both the
   // polynomial and the general path of the f32 GELU kernel.
-  for (const auto& [rows, C] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {3, 17}, {37, 130}, {64, 769}}) {
+  for (const auto& size : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {3, 17}, {37, 130}, {64, 769}}) {
+    // Plain copies: clang 14 cannot capture structured bindings (CAPTURE does).
+    const int64_t rows = size.first, C = size.second;
     CAPTURE(rows);
     CAPTURE(C);
     for (GeluKind kind : {GeluKind::ERF, GeluKind::TANH}) {

@@ -167,7 +167,9 @@ TEST_CASE("gradcheck: add_layer_norm and add_rms_norm, both outputs used") {
 TEST_CASE("add_layer_norm / add_rms_norm give the bits of add then the norm (f32)") {
   // The fused kernel adds in T and runs the same row code: bit-identical
   // sums, outputs and gradients.
-  for (const auto& [rows, C] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {3, 17}, {37, 130}, {64, 769}}) {
+  for (const auto& size : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {3, 17}, {37, 130}, {64, 769}}) {
+    // Plain copies: clang 14 cannot capture structured bindings (CAPTURE does).
+    const int64_t rows = size.first, C = size.second;
     CAPTURE(rows);
     CAPTURE(C);
     const Tensor x = randn({rows, C}, 25, DType::F32), r = randn({rows, C}, 26, DType::F32);
