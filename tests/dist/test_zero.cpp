@@ -146,7 +146,8 @@ void check_ranks(const std::string& label, const std::vector<std::string>& error
     const std::string d = state_diff(got[r].state, ref_state);
     CHECK_MESSAGE(d.empty(), d);
     // Each rank's optimizer holds the state of its own tensors only.
-    for (const auto& [key, t] : got[r].own) {
+    for (const auto& entry : got[r].own) {
+      const std::string& key = entry.first;  // not a structured binding: clang 14 cannot capture those
       const std::string name = key.substr(key.find('.') + 1);
       const auto& order = got[r].order;
       const auto it = std::find(order.begin(), order.end(), name);
