@@ -63,7 +63,7 @@ Residual layer_forward(const Residual& in, const Gpt2Layer& p, const ModelConfig
   // HF: hidden_states = attn_output + residual, then feed_forward + residual.
   const Var a = conv1d(act("attn.c_proj.weight", merge_heads(y)), p.aproj_w, p.aproj_b);
   const AddNormed h = add_norm_forward(p.ln_2, a, x.sum);
-  const Var up = bias_gelu(matmul(act("mlp.c_fc.weight", h.out), p.fc_w), p.fc_b, cfg.gelu);
+  const Var up = add_bias_gelu(matmul(act("mlp.c_fc.weight", h.out), p.fc_w), p.fc_b, cfg.gelu);
   return {h.sum, conv1d(act("mlp.c_proj.weight", up), p.mproj_w, p.mproj_b)};
 }
 

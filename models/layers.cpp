@@ -2,6 +2,9 @@
 // dispatch over architectures. See models/layers.h.
 #include "models/layers.h"
 
+#include <cstdlib>
+#include <cstring>
+
 #include "models/gpt2.h"
 #include "models/gpt_neox.h"
 
@@ -108,8 +111,24 @@ Var norm_forward(const Norm& n, const Var& x) {
   GL_CHECK(false, "norm_forward: unknown norm kind");
 }
 
+bool fused_ops_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("GRIDLOCK_FUSED_OPS");
+    return !(e && std::strcmp(e, "0") == 0);
+  }();
+  return on;
+}
+
+Var add_bias_gelu(const Var& y, const Var& b, GeluKind kind) {
+  return fused_ops_enabled() ? bias_gelu(y, b, kind) : gelu(add(y, b), kind);
+}
+
 AddNormed add_norm_forward(const Norm& n, const Var& x, const Var& r) {
   if (!r.defined()) return {x, norm_forward(n, x)};
+  if (!fused_ops_enabled()) {
+    const Var sum = add(x, r);
+    return {sum, norm_forward(n, sum)};
+  }
   switch (n.kind) {
     case NormKind::LAYERNORM: return add_layer_norm(x, r, n.weight, n.bias, n.eps);
     case NormKind::RMSNORM: return add_rms_norm(x, r, n.weight, n.eps);
@@ -182,7 +201,7 @@ Var ActivationHook::linear_gelu(const char* suffix, const Var& x, const Var& w, 
   const Var y = overridden(suffix, in, b);
   if (y.defined()) return gelu(y, kind);
   if (!b.defined()) return gelu(gl::linear(in, w, Var()), kind);
-  return bias_gelu(gl::linear(in, w, Var()), b, kind);
+  return add_bias_gelu(gl::linear(in, w, Var()), b, kind);
 }
 
 }  // namespace gl

@@ -107,6 +107,13 @@ struct Residual {
 // {x + r, norm(x + r)} from one kernel; r undefined: {x, norm(x)}. SSNORM
 // multiplies its scale after the fused RMSNorm, as norm_forward does.
 AddNormed add_norm_forward(const Norm& norm, const Var& x, const Var& r);
+// gelu(y + b): bias_gelu, one kernel.
+Var add_bias_gelu(const Var& y, const Var& b, GeluKind kind);
+// False when GRIDLOCK_FUSED_OPS=0 was set at start-up: the two functions
+// above (and ActivationHook::linear_gelu) then run the composed ops, the
+// same values from older kernels; a way around a fault in the fused
+// kernels without a rebuild (bench/gpu/session.sh uses it).
+bool fused_ops_enabled();
 
 // Causal self-attention of q, k, v [B, NH, T, HS] (k already rotated).
 // Without a cache: attention(q, k, v, scale). With one: k and v are written
