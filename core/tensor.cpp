@@ -346,11 +346,39 @@ void Tensor::copy_(const Tensor& src) {
     copy_strided(tmp, s);
     s = tmp;
   }
+  storage_->lowp_shadow.reset();  // a written storage's shadow would be stale
   copy_strided(*this, s);
+}
+
+// A view of the whole storage in element order: the shadow's elements are
+// this tensor's, whatever shape it has been reshaped to.
+static bool views_whole_storage(const Tensor& t) {
+  return t.dtype() == DType::F32 && t.offset() == 0 && t.is_contiguous() &&
+         t.nbytes() == t.storage()->nbytes;
+}
+
+Tensor Tensor::lowp_shadow(DType half) const {
+  if (!defined() || !storage_->lowp_shadow || storage_->lowp_shadow_dtype != half ||
+      !views_whole_storage(*this))
+    return Tensor();
+  return Tensor(storage_->lowp_shadow, shape_, contiguous_strides(shape_), 0, half);
+}
+
+void Tensor::attach_lowp_shadow(const Tensor& half) const {
+  GL_CHECK(defined() && views_whole_storage(*this), "attach_lowp_shadow: ", describe(),
+           " is not an f32 view of its whole storage");
+  GL_CHECK(half.defined() && (half.dtype() == DType::BF16 || half.dtype() == DType::F16) &&
+               half.shape() == shape_ && half.device() == device() && half.offset() == 0 &&
+               half.is_contiguous() && half.nbytes() == half.storage()->nbytes,
+           "attach_lowp_shadow: ", half.defined() ? half.describe() : "undefined",
+           " is not a whole bf16/f16 tensor shaped like ", describe());
+  storage_->lowp_shadow = half.storage();
+  storage_->lowp_shadow_dtype = half.dtype();
 }
 
 void Tensor::fill_(double value) {
   GL_CHECK(defined(), "fill_ of an undefined tensor");
+  storage_->lowp_shadow.reset();
   if (!is_contiguous()) {
     copy_(full(shape_, value, dtype_, device()));
     return;

@@ -112,6 +112,17 @@ class Tensor {
   void fill_(double value);
   void zero_() { fill_(0.0); }
 
+  // --- low-precision shadow (core/storage.h, Storage::lowp_shadow) ---
+  // The bf16/f16 copy of this tensor attached by the op that made it, as a
+  // tensor of this shape; undefined when there is none of dtype `half` or
+  // this is not an f32 view of its whole storage, contiguous from element 0.
+  // Read only: it shares memory with the shadow.
+  Tensor lowp_shadow(DType half) const;
+  // Attaches `half` (BF16 or F16, this shape and device, contiguous, its own
+  // whole storage) as this tensor's shadow. Only for an op's fresh output
+  // that nobody writes again; `half` must equal to(half.dtype()) bit for bit.
+  void attach_lowp_shadow(const Tensor& half) const;
+
   // --- host access (copies to CPU) ---
   std::vector<double> to_vector() const;
   template <class T> std::vector<T> to_vector_as() const;

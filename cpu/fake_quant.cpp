@@ -7,6 +7,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/dtype.h"
 #include "cpu/fake_quant_math.h"
 
 namespace gl::cpu {
@@ -36,11 +37,11 @@ void with_rounding(QuantRounding mode, F&& f) {
   }
 }
 
-}  // namespace
-
-template <class T>
-void fake_quant_forward(T* out, const T* x, const T* scale, const T* zero,
-                        const FakeQuantParams& p) {
+// The forward's loop; after each group, done(i, n) sees its n outputs from
+// element i (the low-precision shadow is rounded there, in cache).
+template <class T, class GroupDone>
+void forward_groups(T* out, const T* x, const T* scale, const T* zero, const FakeQuantParams& p,
+                    GroupDone done) {
   const T qmin = T(p.qmin), qmax = T(p.qmax);
   const int64_t G = p.groups(), gs = p.group_size;
   with_rounding(p.rounding, [&](auto mode) {
@@ -56,9 +57,31 @@ void fake_quant_forward(T* out, const T* x, const T* scale, const T* zero,
           const T rq = fq::round_by(M, x[i] / s, fq::stochastic_u(M, p.seed, p.offset, i));
           out[i] = (fq::clamp_level(rq + z, qmin, qmax) - z) * s;
         }
+        done(base, gs);
       }
     }
   });
+}
+
+}  // namespace
+
+template <class T>
+void fake_quant_forward(T* out, const T* x, const T* scale, const T* zero,
+                        const FakeQuantParams& p) {
+  forward_groups(out, x, scale, zero, p, [](int64_t, int64_t) {});
+}
+
+void fake_quant_forward_lowp(float* out, uint16_t* out_half, const float* x, const float* scale,
+                             const float* zero, const FakeQuantParams& p, bool f16) {
+  if (f16) {
+    forward_groups(out, x, scale, zero, p, [&](int64_t i, int64_t n) {
+      for (int64_t j = i; j < i + n; ++j) out_half[j] = f32_to_f16(out[j]);
+    });
+  } else {
+    forward_groups(out, x, scale, zero, p, [&](int64_t i, int64_t n) {
+      for (int64_t j = i; j < i + n; ++j) out_half[j] = f32_to_bf16(out[j]);
+    });
+  }
 }
 
 template <class T>

@@ -35,6 +35,13 @@ namespace cpu {
 template <class T>
 void fake_quant_forward(T* out, const T* x, const T* scale, const T* zero,
                         const FakeQuantParams& p);
+// fake_quant_forward of an f32 x that also writes x_hat rounded to bf16
+// (f16 false) or f16 into out_half (their bits), exactly as Tensor::to
+// rounds (core/dtype.h f32_to_bf16 / f32_to_f16): the output's low-precision
+// shadow (core/storage.h) from the same pass, each group rounded while it is
+// still in cache.
+void fake_quant_forward_lowp(float* out, uint16_t* out_half, const float* x, const float* scale,
+                             const float* zero, const FakeQuantParams& p, bool f16);
 // Clipped straight-through: dx = dout where qmin <= round(x / s) + z <= qmax, else 0.
 template <class T>
 void fake_quant_backward_x(T* dx, const T* dout, const T* x, const T* scale, const T* zero,

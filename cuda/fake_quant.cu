@@ -3,6 +3,9 @@
 // the same fq:: helpers as the CPU; the LSQ scale gradient gives each scale
 // entry one block that sums its elements in double (block_sum): no atomics,
 // the same result on every run.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
 #include "cuda/common.cuh"
 #include "cuda/fake_quant.h"
 #include "cuda/reduce_utils.cuh"
@@ -31,6 +34,33 @@ __global__ void fake_quant_forward_kernel(T* out, const T* x, const T* scale, co
     const T rq = fq::round_by(p.rounding, x[i] / s,
                               fq::stochastic_u(p.rounding, p.seed, p.offset, i));
     out[i] = (fq::clamp_level(rq + z, qmin, qmax) - z) * s;
+  }
+}
+
+// fake_quant_forward_kernel for f32 that also stores the element's 16-bit
+// rounding (H: __nv_bfloat16 or __half) in the same pass: the shadow costs
+// a 2-byte write per element, where each product casting x_hat would read
+// 4 bytes and write 2 (the rounding is Tensor::to's on the device).
+__device__ __forceinline__ void store_half(__nv_bfloat16* p, float v) {
+  *p = __float2bfloat16_rn(v);
+}
+__device__ __forceinline__ void store_half(__half* p, float v) { *p = __float2half_rn(v); }
+
+template <class H>
+__global__ void fake_quant_forward_lowp_kernel(float* out, H* out_half, const float* x,
+                                               const float* scale, const float* zero,
+                                               FakeQuantParams p) {
+  const int64_t n = p.rows * p.cols;
+  const float qmin = float(p.qmin), qmax = float(p.qmax);
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t k = scale_index(p, i);
+    const float s = scale[k], z = zero ? zero[k] : 0.f;
+    const float rq = fq::round_by(p.rounding, x[i] / s,
+                                  fq::stochastic_u(p.rounding, p.seed, p.offset, i));
+    const float v = (fq::clamp_level(rq + z, qmin, qmax) - z) * s;
+    out[i] = v;
+    store_half(&out_half[i], v);
   }
 }
 
@@ -148,6 +178,20 @@ void fake_quant_forward(T* out, const T* x, const T* scale, const T* zero,
   fake_quant_forward_kernel<T><<<blocks_for(n, kThreads), kThreads, 0, current_stream()>>>(
       out, x, scale, zero, p);
   CUDA_CHECK_LAUNCH("fake_quant_forward_kernel");
+}
+
+void fake_quant_forward_lowp(float* out, uint16_t* out_half, const float* x, const float* scale,
+                             const float* zero, const FakeQuantParams& p, bool f16) {
+  const int64_t n = p.rows * p.cols;
+  if (n == 0) return;
+  const unsigned blocks = blocks_for(n, kThreads);
+  if (f16)
+    fake_quant_forward_lowp_kernel<<<blocks, kThreads, 0, current_stream()>>>(
+        out, reinterpret_cast<__half*>(out_half), x, scale, zero, p);
+  else
+    fake_quant_forward_lowp_kernel<<<blocks, kThreads, 0, current_stream()>>>(
+        out, reinterpret_cast<__nv_bfloat16*>(out_half), x, scale, zero, p);
+  CUDA_CHECK_LAUNCH("fake_quant_forward_lowp_kernel");
 }
 
 template <class T>

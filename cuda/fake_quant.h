@@ -10,6 +10,11 @@ namespace gl::cuda {
 template <class T>
 void fake_quant_forward(T* out, const T* x, const T* scale, const T* zero,
                         const FakeQuantParams& p);
+// The CPU's fake_quant_forward_lowp: x_hat and its bf16/f16 rounding
+// (__float2bfloat16_rn / __float2half_rn, as the device's Tensor::to) from
+// one kernel, each thread writing both of its element's outputs.
+void fake_quant_forward_lowp(float* out, uint16_t* out_half, const float* x, const float* scale,
+                             const float* zero, const FakeQuantParams& p, bool f16);
 template <class T>
 void fake_quant_backward_x(T* dx, const T* dout, const T* x, const T* scale, const T* zero,
                            const FakeQuantParams& p);

@@ -112,7 +112,9 @@ Var add_bias_gelu(const Var& y, const Var& b, GeluKind kind);
 // False when GRIDLOCK_FUSED_OPS=0 was set at start-up: the two functions
 // above (and ActivationHook::linear_gelu) then run the composed ops, the
 // same values from older kernels; a way around a fault in the fused
-// kernels without a rebuild (bench/gpu/session.sh uses it).
+// kernels without a rebuild (bench/gpu/session.sh uses it). The same
+// variable turns off fake_quantize's low-precision shadow
+// (autograd/ops/fake_quant.h fake_quant_shadow_enabled).
 bool fused_ops_enabled();
 
 // Causal self-attention of q, k, v [B, NH, T, HS] (k already rotated).

@@ -4,10 +4,14 @@
 // the level (and the stochastic draw) is recomputed, never stored.
 #include "autograd/ops/fake_quant.h"
 
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 
 #include "autograd/dispatch.h"
 #include "autograd/ops/elementwise.h"
+#include "autograd/ops/matmul.h"
 #include "autograd/tape.h"
 #include "cpu/fake_quant.h"
 #include "cuda/fake_quant.h"
@@ -80,9 +84,45 @@ const T* data_or_null(const Tensor& t) {
   return t.defined() ? t.data<T>() : nullptr;
 }
 
+std::atomic<bool>& shadow_switch() {
+  static std::atomic<bool> on{[] {
+    const char* e = std::getenv("GRIDLOCK_FUSED_OPS");
+    return !(e && std::strcmp(e, "0") == 0);
+  }()};
+  return on;
+}
+
+// f32 x_hat and its `half` rounding, attached as its low-precision shadow,
+// from one kernel.
+Tensor fake_quant_forward_lowp(const Tensor& x, const Tensor& scale, const Tensor& zero,
+                               const FakeQuantParams& p, DType half) {
+  Tensor out = Tensor::empty(x.shape(), DType::F32, x.device());
+  Tensor out_half = Tensor::empty(x.shape(), half, x.device());
+  uint16_t* h = static_cast<uint16_t*>(out_half.data_ptr());
+  const bool f16 = half == DType::F16;
+  if (x.is_cuda()) {
+#if GRIDLOCK_CUDA
+    cuda::DeviceGuard guard(x.device().index);
+    cuda::fake_quant_forward_lowp(out.data<float>(), h, x.data<float>(), scale.data<float>(),
+                                  data_or_null<float>(zero), p, f16);
+#else
+    GL_CHECK(false, "fake_quantize: CUDA tensor in a build without CUDA");
+#endif
+  } else {
+    cpu::fake_quant_forward_lowp(out.data<float>(), h, x.data<float>(), scale.data<float>(),
+                                 data_or_null<float>(zero), p, f16);
+  }
+  out.attach_lowp_shadow(out_half);
+  return out;
+}
+
 // Tensor level: x_hat for contiguous x, scale, zero.
 Tensor fake_quant_forward(const Tensor& x, const Tensor& scale, const Tensor& zero,
                           const FakeQuantParams& p) {
+  const MatmulPrecision mp = matmul_precision();
+  if (mp != MatmulPrecision::F32 && x.dtype() == DType::F32 && fake_quant_shadow_enabled())
+    return fake_quant_forward_lowp(x, scale, zero, p,
+                                   mp == MatmulPrecision::BF16 ? DType::BF16 : DType::F16);
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   dispatch("fake_quantize", x,
       [&](auto t) {
@@ -160,6 +200,9 @@ Var fake_quantize_op(const Var& x, const Var& scale, const Tensor& zero, const F
 Var fake_quantize(const Var& x, const Var& scale, const Tensor& zero, const FakeQuantConfig& cfg) {
   return fake_quantize_op(x, scale, zero, cfg, /*check_values=*/true);
 }
+
+bool fake_quant_shadow_enabled() { return shadow_switch().load(std::memory_order_relaxed); }
+void set_fake_quant_shadow(bool on) { shadow_switch().store(on, std::memory_order_relaxed); }
 
 Var straight_through(const Var& x, const Tensor& x_hat, const Tensor& pass_mask) {
   GL_CHECK(x.defined(), "straight_through: undefined x");

@@ -39,6 +39,19 @@ struct FakeQuantConfig {
 
 Var fake_quantize(const Var& x, const Var& scale, const Tensor& zero, const FakeQuantConfig& cfg);
 
+// Under run.precision bf16 or f16 (matmul_precision()), fake_quantize and
+// fake_quantize_per_token of an f32 x also write x_hat rounded to that type,
+// in the same kernel, and attach it to x_hat as its low-precision shadow
+// (core/storage.h): the products taking x_hat as an operand (the weight in
+// y = x W^T and in dx = dy W) read it instead of casting x_hat twice. The
+// shadow is x_hat.to(bf16/f16) bit for bit, so results do not change. Off
+// when GRIDLOCK_FUSED_OPS=0 was set at start-up (the composed path, as for
+// models/layers.h's fused ops); set_fake_quant_shadow overrides that, for
+// tests comparing both paths in one process. straight_through (below) gets
+// no shadow: its x_hat comes from elsewhere and is cast as before.
+bool fake_quant_shadow_enabled();
+void set_fake_quant_shadow(bool on);
+
 // Forward returns x_hat (any quantizer's exact output, e.g. ggml Q4_0 with
 // its f16 scales) without copying it; backward dx = dy, or dy * pass_mask
 // when the mask (0/1, shaped and typed like x) is defined. The generic STE

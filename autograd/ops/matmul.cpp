@@ -1,5 +1,7 @@
 #include "autograd/ops/matmul.h"
 
+#include <atomic>
+
 #include "autograd/dispatch.h"
 #include "autograd/ops/elementwise.h"
 #include "autograd/ops/reduce.h"
@@ -13,7 +15,19 @@ namespace gl {
 
 namespace {
 thread_local MatmulPrecision t_precision = MatmulPrecision::F32;
+std::atomic<uint64_t> g_shadow_uses{0};
+
+// Operand `t` rounded to `half`: the shadow its producer attached (the same
+// bits as the cast, already written), else the cast.
+Tensor lowp_operand(const Tensor& t, DType half) {
+  Tensor s = t.lowp_shadow(half);
+  if (!s.defined()) return t.to(half);
+  g_shadow_uses.fetch_add(1, std::memory_order_relaxed);
+  return s;
+}
 }  // namespace
+
+uint64_t matmul_lowp_shadow_uses() { return g_shadow_uses.load(std::memory_order_relaxed); }
 
 MatmulPrecision matmul_precision() { return t_precision; }
 MatmulPrecision matmul_precision_from_name(const std::string& name) {
@@ -32,7 +46,7 @@ MatmulPrecisionGuard::~MatmulPrecisionGuard() { t_precision = previous_; }
 static void run_product(Tensor& out, const Tensor& a, const Tensor& b, const MatmulShape& s) {
   if (t_precision != MatmulPrecision::F32 && a.dtype() == DType::F32) {
     const DType half = t_precision == MatmulPrecision::BF16 ? DType::BF16 : DType::F16;
-    const Tensor a16 = a.to(half), b16 = b.to(half);
+    const Tensor a16 = lowp_operand(a, half), b16 = lowp_operand(b, half);
     if (a.device().is_cuda()) {
 #if GRIDLOCK_CUDA
       cuda::DeviceGuard guard(a.device().index);

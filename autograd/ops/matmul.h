@@ -18,6 +18,9 @@ namespace gl {
 // numbers up to summation order, so it is the reference for the GPU path
 // and lets the numerics be studied anywhere). f64 products are never
 // rounded. The setting is per thread and scoped.
+// An operand that carries a low-precision shadow of the wanted type (core/
+// storage.h; the fused fake_quantize attaches one) is read from it instead
+// of being cast: the same bits, one pass over the weight fewer per product.
 enum class MatmulPrecision { F32, BF16, F16 };
 MatmulPrecision matmul_precision();
 MatmulPrecision matmul_precision_from_name(const std::string& name);  // "f32", "bf16", "f16"
@@ -31,6 +34,10 @@ class MatmulPrecisionGuard {
  private:
   MatmulPrecision previous_;
 };
+
+// Operands read from a shadow so far, in this process (tests compare two
+// readings to see that a product took the shadow rather than a cast).
+uint64_t matmul_lowp_shadow_uses();
 
 Tensor matmul_tensor(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
 // out (+)= op(a) . op(b) into an existing contiguous 2-D out (accumulate:

@@ -8,7 +8,10 @@
 // atol for entries whose terms cancel.
 #include <doctest/doctest.h>
 
+#include <cstring>
+
 #include "autograd/ops/fake_quant.h"
+#include "autograd/ops/matmul.h"
 #include "quant/qat.h"
 #include "tests/testing.h"
 
@@ -20,6 +23,14 @@ namespace {
 struct Grads {
   Tensor out, dx, ds;
 };
+
+template <class U>
+std::vector<U> bits_of(const Tensor& t) {
+  const Tensor c = t.to(Device::cpu()).contiguous();
+  std::vector<U> out(size_t(c.numel()));
+  if (!out.empty()) std::memcpy(out.data(), c.data_ptr(), out.size() * sizeof(U));
+  return out;
+}
 
 Grads run(const Tensor& x, const Tensor& s, const Tensor& z, const FakeQuantConfig& c,
           const Tensor& w, Device dev) {
@@ -116,4 +127,88 @@ TEST_CASE("cuda parity: QAT's fused scales are computed on the device, bit-ident
     REQUIRE(g.zero.defined() == c.zero.defined());
     if (c.zero.defined()) CHECK(check_close("zero", g.zero, c.zero, 0, 0));
   }
+}
+
+TEST_CASE("cuda parity: fake_quantize low-precision shadow (bf16 and f16) equals the CPU's") {
+  // Under run.precision the fused forward writes x_hat and its 16-bit
+  // rounding in one kernel (cuda::fake_quant_forward_lowp). Bit-identical:
+  // x_hat to the CPU's, the shadow to the CPU's shadow (finite inputs; NaN
+  // payloads may differ between the devices' casts) and to the device's own
+  // x_hat.to(half). Scales put multiples on bf16 and f16 ties, past f16's
+  // range (7 * 9360 = 65520 -> inf) and into f16 subnormals. Then linear on
+  // the device reads the shadow (forward and dx) and gives the composed
+  // path's bits.
+  const bool start_up = fake_quant_shadow_enabled();
+  set_fake_quant_shadow(true);
+  struct Case {
+    int64_t rows, K, group;
+    bool shared;
+    QuantRounding rounding;
+    double scale;  // 0: random in [0.1, 0.2)
+  };
+  const Case cases[] = {{7, 96, 32, false, QuantRounding::NEAREST_EVEN, 0},
+                        {33, 129, 129, false, QuantRounding::STOCHASTIC, 0},
+                        {65, 300, 300, true, QuantRounding::NEAREST_EVEN, 1.0 + 0x1p-8},
+                        {65, 300, 300, true, QuantRounding::NEAREST_AWAY, 1.0 + 3 * 0x1p-11},
+                        {9, 1001, 7, false, QuantRounding::NEAREST_EVEN, 9360.0},
+                        {5, 37, 37, true, QuantRounding::HALF_UP, 3 * 0x1p-26}};
+  uint64_t seed = 300;
+  for (MatmulPrecision prec : {MatmulPrecision::BF16, MatmulPrecision::F16}) {
+    const DType half = prec == MatmulPrecision::BF16 ? DType::BF16 : DType::F16;
+    CAPTURE(dtype_name(half));
+    for (const Case& cs : cases) {
+      CAPTURE(cs.rows);
+      CAPTURE(cs.K);
+      CAPTURE(cs.scale);
+      const Shape ss = {cs.shared ? 1 : cs.rows, cs.K / cs.group};
+      const Tensor s = cs.scale > 0 ? Tensor::full(ss, cs.scale, DType::F32)
+                                    : affine(rand(ss, ++seed, DType::F32), 0.05, 0.15);
+      const double s0 = s.to_vector()[0];
+      const Tensor x = affine(rand({cs.rows, cs.K}, ++seed, DType::F32), 9.0 * s0, 0);
+      FakeQuantConfig c;
+      c.group_size = cs.group;
+      c.rounding = cs.rounding;
+      c.seed = seed;
+      const MatmulPrecisionGuard guard(prec);
+      Tensor out[2], shadow[2];
+      int k = 0;
+      for (Device dev : {Device::cpu(), Device::cuda()}) {
+        out[k] = fake_quantize(Var(x.to(dev)), Var(s.to(dev)), Tensor(), c).value();
+        shadow[k] = out[k].lowp_shadow(half);
+        REQUIRE(shadow[k].defined());
+        CHECK(shadow[k].device() == dev);
+        ++k;
+      }
+      CHECK(bits_of<uint32_t>(out[1]) == bits_of<uint32_t>(out[0]));
+      CHECK(bits_of<uint16_t>(shadow[1]) == bits_of<uint16_t>(shadow[0]));
+      CHECK(bits_of<uint16_t>(shadow[1]) == bits_of<uint16_t>(out[1].to(half)));
+    }
+    // The device's products read it, one use in the forward and one in dx,
+    // and give the composed path's bits.
+    const Tensor w = rand({64, 96}, ++seed, DType::F32).to(Device::cuda());
+    const Tensor sc = Tensor::full({64, 3}, 0.1, DType::F32, Device::cuda());
+    const Tensor xin = rand({4, 5, 96}, ++seed, DType::F32).to(Device::cuda());
+    const Tensor dyw = rand({4, 5, 64}, ++seed, DType::F32).to(Device::cuda());
+    FakeQuantConfig c;
+    c.group_size = 32;
+    Tensor y[2], dx[2];
+    uint64_t uses[2] = {0, 0};
+    for (int on : {1, 0}) {
+      set_fake_quant_shadow(on == 1);
+      const MatmulPrecisionGuard guard(prec);
+      Var xv(xin, true);
+      const uint64_t before = matmul_lowp_shadow_uses();
+      const Var yv = linear(xv, fake_quantize(Var(w), Var(sc), Tensor(), c));
+      sum(mul(yv, Var(dyw))).backward();
+      uses[on] = matmul_lowp_shadow_uses() - before;
+      y[on] = yv.value();
+      dx[on] = xv.grad();
+    }
+    set_fake_quant_shadow(true);
+    CHECK(uses[1] == 2);
+    CHECK(uses[0] == 0);
+    CHECK(bits_of<uint32_t>(y[1]) == bits_of<uint32_t>(y[0]));
+    CHECK(bits_of<uint32_t>(dx[1]) == bits_of<uint32_t>(dx[0]));
+  }
+  set_fake_quant_shadow(start_up);
 }

@@ -13,6 +13,7 @@
 #include <set>
 
 #include "autograd/ops/fake_quant.h"
+#include "autograd/ops/matmul.h"
 #include "models/layers.h"
 #include "optim/adamw.h"
 #include "quant/qat.h"
@@ -416,4 +417,59 @@ TEST_CASE("QAT with plain STE beats FP training then rounding (tiny GPT-NeoX)") 
     CHECK(qat[i] < fp[i]);
   }
   CHECK(qat.back() < 0.5 * fp.back());
+}
+
+TEST_CASE("QAT under bf16 and f16: the fake-quant shadow leaves loss and gradients bit-identical") {
+  // The fused fake_quantize hands the products its output's 16-bit rounding
+  // (autograd/ops/fake_quant.h); the composed path (GRIDLOCK_FUSED_OPS=0,
+  // set_fake_quant_shadow(false)) casts x_hat in each product instead. Both
+  // must give the same bits: the shadow is a cache, never an approximation.
+  const bool start_up = fake_quant_shadow_enabled();
+  const ModelConfig cfg = tiny_config(Arch::GPT_NEOX, false);
+  const Tensor ids = some_ids(2, 9, cfg.vocab_size, 23);
+  // The tiny GPT-NeoX's linear weights: 4 per layer and the head.
+  const uint64_t linears = uint64_t(4 * cfg.num_layers + 1);
+  struct Step {
+    double loss = 0.0;  // f32 loss, exact in double
+    std::map<std::string, std::vector<double>> grads;
+    uint64_t shadow_uses = 0;
+  };
+  for (MatmulPrecision prec : {MatmulPrecision::BF16, MatmulPrecision::F16}) {
+    for (int act_bits : {0, 8}) {
+      CAPTURE(int(prec));
+      CAPTURE(act_bits);
+      auto step = [&](bool shadow) {
+        set_fake_quant_shadow(shadow);
+        auto m = tiny_model(cfg);
+        QatOptions o = options("int4:g16", {"all"});
+        o.act_bits = act_bits;
+        QatPlan plan(*m, o);
+        plan.attach(*m);
+        const MatmulPrecisionGuard guard(prec);
+        const uint64_t before = matmul_lowp_shadow_uses();
+        const Var loss = m->loss(ids, next_targets(ids));
+        loss.backward();
+        Step s;
+        s.loss = loss.value().item();
+        for (const NamedParam& p : m->parameters()) {
+          REQUIRE(p.var.grad().defined());
+          s.grads[p.name] = p.var.grad().to_vector();
+        }
+        s.shadow_uses = matmul_lowp_shadow_uses() - before;
+        return s;
+      };
+      const Step fused = step(true), composed = step(false);
+      set_fake_quant_shadow(start_up);
+      CHECK(fused.loss == composed.loss);
+      for (const auto& [name, g] : fused.grads) {
+        CAPTURE(name);
+        CHECK(g == composed.grads.at(name));
+      }
+      // Each quantized weight is read from its shadow by the forward product
+      // and by dx = dy W; a quantized activation by the forward and by
+      // dW = dy^T x. The composed path reads none.
+      CHECK(fused.shadow_uses == (act_bits ? 4 : 2) * linears);
+      CHECK(composed.shadow_uses == 0);
+    }
+  }
 }
