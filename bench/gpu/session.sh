@@ -12,7 +12,9 @@
 #   parity    test_cuda: every CUDA kernel against the CPU (label gpu)
 #   sanitize  compute-sanitizer memcheck on the parity cases of the newest
 #             CUDA code (products, attention, the fused ops, multi-tensor
-#             AdamW), racecheck on the attention ones
+#             AdamW, fake_quantize's bf16/f16 shadow, the sync-free step's
+#             gate and gated updates), racecheck on the
+#             attention ones
 #   e2e       tests/trainer/e2e/train_cuda.sh: ./train on cuda vs cpu, f32 and bf16
 #   bench     bench/gpu/run.sh: Pythia-160m training vs the PyTorch peers
 #   repro     bench/gpu/repro_times.sh: the reproduction's run times
@@ -62,14 +64,19 @@ for s in "${steps[@]}"; do
         # when every failure is theirs, the steps after run with those
         # switches (GRIDLOCK_ATTENTION_MMA=0: the WMMA attention kernels;
         # GRIDLOCK_FUSED_OPS=0: the models' composed bias+GELU and
-        # residual+norm), so a bad kernel does not cost the session its
-        # timings. The summary says which.
+        # residual+norm, and fake_quantize without its bf16/f16 shadow;
+        # GRIDLOCK_SYNC_FREE=0: ./train's host-synchronised steps),
+        # so a bad kernel does not cost the session its timings. The
+        # summary says which.
         failed=$(grep -h "^TEST CASE:" "$work/parity.log" | sort -u)
         echo "$failed" | sed 's/^/  failed /' | tee -a "$work/summary.txt"
         fallback=()
         echo "$failed" | grep -q "attention with bf16 and f16 operands" && fallback+=(GRIDLOCK_ATTENTION_MMA=0)
-        echo "$failed" | grep -qE "bias_gelu|add_layer_norm" && fallback+=(GRIDLOCK_FUSED_OPS=0)
-        others=$(echo "$failed" | grep -vE "attention with bf16 and f16 operands|bias_gelu|add_layer_norm" | grep -c .)
+        echo "$failed" | grep -qE "bias_gelu|add_layer_norm|low-precision shadow" && fallback+=(GRIDLOCK_FUSED_OPS=0)
+        echo "$failed" | grep -qE "check_step|gated|sync-free" && fallback+=(GRIDLOCK_SYNC_FREE=0)
+        others=$(echo "$failed" |
+          grep -vE "attention with bf16 and f16 operands|bias_gelu|add_layer_norm|low-precision shadow|check_step|gated|sync-free" |
+          grep -c .)
         if [[ $others -eq 0 && ${#fallback[@]} -gt 0 ]] &&
            { ! echo "$failed" | grep -q "attention with bf16 and f16 operands" ||
              GRIDLOCK_ATTENTION_MMA=0 "$tc" -tc="*attention with bf16 and f16*" >"$work/parity_wmma.log" 2>&1; }; then
@@ -80,7 +87,7 @@ for s in "${steps[@]}"; do
       fi ;;
     sanitize)
       run_step memcheck 240 compute-sanitizer --tool memcheck --error-exitcode 1 "$tc" \
-        -tc="*matmul*,*cuBLASLt*,*attention*,*bias_gelu*,*add_layer_norm*,*multi-tensor*,*linear_cross_entropy*"
+        -tc="*matmul*,*cuBLASLt*,*attention*,*bias_gelu*,*add_layer_norm*,*multi-tensor*,*linear_cross_entropy*,*low-precision shadow*,*check_step*,*gated*"
       run_step racecheck 240 compute-sanitizer --tool racecheck --error-exitcode 1 "$tc" \
         -tc="*attention*" ;;
     e2e)
