@@ -33,12 +33,20 @@ namespace gl::cuda {
 DeviceGuard::DeviceGuard(int) {}
 DeviceGuard::~DeviceGuard() {}
 void synchronize(int) {}
+int64_t host_waits() { return 0; }
 AllocatorStats allocator_stats(int) { return {}; }
 void empty_cache(int) {}
 void set_tf32(bool on) {
   GL_CHECK(!on, "TF32: gridlock was built without CUDA (nvcc was not found at configure time)");
 }
 bool tf32_enabled() { return false; }
+Readback::Readback(size_t nbytes) : nbytes_(nbytes) {}
+Readback::~Readback() {}
+void Readback::start(const void*, int) { GL_CHECK(false, "Readback: gridlock was built without CUDA"); }
+const void* Readback::wait() {
+  GL_CHECK(false, "Readback: gridlock was built without CUDA");
+  return nullptr;
+}
 }  // namespace gl::cuda
 
 // cuda/attention.h's kernel choice: a setting with nothing to choose from.

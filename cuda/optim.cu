@@ -56,10 +56,14 @@ __device__ __forceinline__ void adamw_element(T* param, T* exp_avg, T* exp_avg_s
   param[i] = add(p, mul(neg_step_size, div(m, add(div(sqrt_rn(v), bc2_sqrt), eps))));
 }
 
+// A closed gate (optim/step_gate.h): the whole kernel is a no-op.
+__device__ __forceinline__ bool closed(const double* gate) { return gate && *gate == 0.0; }
+
 template <class T>
 __global__ void adamw_update_kernel(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, T decay,
                                     T b1, T one_minus_b1, T b2, T one_minus_b2, T neg_step_size,
-                                    T bc2_sqrt, T eps, bool decays, int64_t n) {
+                                    T bc2_sqrt, T eps, bool decays, int64_t n, const double* gate) {
+  if (closed(gate)) return;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x)
     adamw_element(param, exp_avg, exp_avg_sq, grad, i, decay, b1, one_minus_b1, b2, one_minus_b2,
@@ -79,6 +83,7 @@ struct AdamWTable {
   bool decays[kMaxTensors];
   int block_start[kMaxTensors + 1];
   T b1, one_minus_b1, b2, one_minus_b2, eps;
+  const double* gate;
 };
 static_assert(sizeof(AdamWTable<double>) <= 4096, "AdamW's multi-tensor table must fit 4 KB of kernel parameters");
 
@@ -86,6 +91,7 @@ static_assert(sizeof(AdamWTable<double>) <= 4096, "AdamW's multi-tensor table mu
 // blocks contain b (a scan over at most 32 entries).
 template <class T>
 __global__ void adamw_multi_kernel(const AdamWTable<T> t) {
+  if (closed(t.gate)) return;
   int k = 0;
   while (t.block_start[k + 1] <= int(blockIdx.x)) ++k;
   const int64_t begin = int64_t(int(blockIdx.x) - t.block_start[k]) * kChunk;
@@ -98,7 +104,9 @@ __global__ void adamw_multi_kernel(const AdamWTable<T> t) {
 
 template <class T>
 __global__ void sgd_update_kernel(T* param, T* buf, const T* grad, T lr, T mu, T wd, bool decays,
-                                  bool has_momentum, bool nesterov, bool first_step, int64_t n) {
+                                  bool has_momentum, bool nesterov, bool first_step, int64_t n,
+                                  const double* gate) {
+  if (closed(gate)) return;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     T d = grad[i];
@@ -114,7 +122,8 @@ __global__ void sgd_update_kernel(T* param, T* buf, const T* grad, T lr, T mu, T
 
 template <class T>
 __global__ void muon_momentum_kernel(T* u, T* momentum, const T* grad, T w_m, T w_u, bool nesterov,
-                                     int64_t n) {
+                                     int64_t n, const double* gate) {
+  if (closed(gate)) return;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     const T g = grad[i];
@@ -125,10 +134,18 @@ __global__ void muon_momentum_kernel(T* u, T* momentum, const T* grad, T w_m, T 
 }
 
 template <class T>
-__global__ void muon_apply_kernel(T* w, const T* o, T decay, bool decays, T neg_lr, int64_t n) {
+__global__ void muon_apply_kernel(T* w, const T* o, T decay, bool decays, T neg_lr, int64_t n,
+                                  const double* gate) {
+  if (closed(gate)) return;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x)
     w[i] = add(decays ? mul(w[i], decay) : w[i], mul(neg_lr, o[i]));
+}
+
+template <class T>
+__global__ void muon_ns_divisor_kernel(T* out, const T* sq, int64_t k) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i < k) out[i] = T(__dadd_rn(__dsqrt_rn(double(sq[i])), 1e-7));
 }
 
 template <class T>
@@ -144,6 +161,52 @@ __global__ void scale_kernel(T* x, T f, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x)
     x[i] = mul(x[i], f);
+}
+
+template <class T>
+__global__ void scale_below_one_kernel(T* x, const double* factor, int64_t n) {
+  const double f = *factor;
+  if (!(f < 1.0)) return;
+  const T t = T(f);
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    x[i] = mul(x[i], t);
+}
+
+// One block of kThreads: thread j sums tensors j, j + kThreads, ...; then
+// thread 0 adds the per-tensor sums in tensor order (step_check in optim.h).
+template <class T>
+__global__ void step_check_kernel(double* out, const double* partials, const int64_t* block_end,
+                                  int n_tensors, const T* losses, int n_losses, double max_norm,
+                                  bool poison_loss) {
+  extern __shared__ double per_tensor[];
+  for (int k = threadIdx.x; k < n_tensors; k += blockDim.x) {
+    double acc = 0.0;
+    for (int64_t b = k == 0 ? 0 : block_end[k - 1]; b < block_end[k]; ++b) acc = __dadd_rn(acc, partials[b]);
+    per_tensor[k] = acc;
+  }
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+  double loss = 0.0;
+  for (int m = 0; m < n_losses; ++m) loss = __dadd_rn(loss, double(losses[m]));
+  loss = __ddiv_rn(loss, double(n_losses));
+  if (poison_loss) loss = __longlong_as_double(0x7ff0000000000000LL);  // +inf
+  double norm = __longlong_as_double(0x7ff8000000000000LL), factor = 1.0;  // NaN
+  bool applied = false;
+  if (isfinite(loss)) {
+    double total = 0.0;
+    for (int k = 0; k < n_tensors; ++k) total = __dadd_rn(total, per_tensor[k]);
+    norm = __dsqrt_rn(total);
+    applied = isfinite(norm);
+    if (applied && max_norm > 0) {
+      const double coef = __ddiv_rn(max_norm, __dadd_rn(norm, 1e-6));
+      if (coef < 1.0) factor = coef;
+    }
+  }
+  out[0] = loss;
+  out[1] = norm;
+  out[2] = applied ? 1.0 : 0.0;
+  out[3] = factor;
 }
 
 // Block b sums x_i^2 (or (|w_i| x_i)^2) over i = b*blockDim + t + k*gridDim*blockDim
@@ -164,16 +227,16 @@ __global__ void sum_squares_kernel(double* partials, const T* x, const T* w, int
 
 template <class T>
 void adamw_update(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, const AdamWConstants& c,
-                  int64_t n) {
+                  int64_t n, const double* gate) {
   if (n == 0) return;
   adamw_update_kernel<T><<<blocks_for(n, kThreads), kThreads, 0, current_stream()>>>(
       param, exp_avg, exp_avg_sq, grad, T(c.decay), T(c.beta1), T(c.one_minus_beta1), T(c.beta2),
-      T(c.one_minus_beta2), T(c.neg_step_size), T(c.bc2_sqrt), T(c.eps), c.decays, n);
+      T(c.one_minus_beta2), T(c.neg_step_size), T(c.bc2_sqrt), T(c.eps), c.decays, n, gate);
   CUDA_CHECK_LAUNCH("adamw_update_kernel");
 }
 
 template <class T>
-void adamw_update_multi(const std::vector<AdamWTensor<T>>& tensors) {
+void adamw_update_multi(const std::vector<AdamWTensor<T>>& tensors, const double* gate) {
   std::vector<int64_t> sizes;
   for (const AdamWTensor<T>& x : tensors) sizes.push_back(x.n);
   for (const MultiTensorLaunch& l : plan_multi_tensor(sizes)) {
@@ -184,6 +247,7 @@ void adamw_update_multi(const std::vector<AdamWTensor<T>>& tensors) {
     t.b2 = T(c0.beta2);
     t.one_minus_b2 = T(c0.one_minus_beta2);
     t.eps = T(c0.eps);
+    t.gate = gate;
     for (size_t k = 0; k < l.count; ++k) {
       const AdamWTensor<T>& x = tensors[l.first + k];
       GL_CHECK(x.c.beta1 == c0.beta1 && x.c.beta2 == c0.beta2 && x.c.eps == c0.eps,
@@ -206,28 +270,37 @@ void adamw_update_multi(const std::vector<AdamWTensor<T>>& tensors) {
 
 template <class T>
 void sgd_update(T* param, T* momentum_buffer, const T* grad, double lr, double momentum,
-                double weight_decay, bool nesterov, bool first_step, int64_t n) {
+                double weight_decay, bool nesterov, bool first_step, int64_t n, const double* gate) {
   if (n == 0) return;
   sgd_update_kernel<T><<<blocks_for(n, kThreads), kThreads, 0, current_stream()>>>(
       param, momentum_buffer, grad, T(lr), T(momentum), T(weight_decay), weight_decay != 0.0,
-      momentum != 0.0, nesterov, first_step, n);
+      momentum != 0.0, nesterov, first_step, n, gate);
   CUDA_CHECK_LAUNCH("sgd_update_kernel");
 }
 
 template <class T>
-void muon_momentum(T* u, T* momentum, const T* grad, double beta, bool nesterov, int64_t n) {
+void muon_momentum(T* u, T* momentum, const T* grad, double beta, bool nesterov, int64_t n,
+                   const double* gate) {
   if (n == 0) return;
   muon_momentum_kernel<T><<<blocks_for(n, kThreads), kThreads, 0, current_stream()>>>(
-      u, momentum, grad, T(1.0 - beta), T(beta), nesterov, n);
+      u, momentum, grad, T(1.0 - beta), T(beta), nesterov, n, gate);
   CUDA_CHECK_LAUNCH("muon_momentum_kernel");
 }
 
 template <class T>
-void muon_apply(T* w, const T* o, double decay, bool decays, double neg_lr, int64_t n) {
+void muon_apply(T* w, const T* o, double decay, bool decays, double neg_lr, int64_t n,
+                const double* gate) {
   if (n == 0) return;
   muon_apply_kernel<T><<<blocks_for(n, kThreads), kThreads, 0, current_stream()>>>(
-      w, o, T(decay), decays, T(neg_lr), n);
+      w, o, T(decay), decays, T(neg_lr), n, gate);
   CUDA_CHECK_LAUNCH("muon_apply_kernel");
+}
+
+template <class T>
+void muon_ns_divisor(T* out, const T* sq, int64_t k) {
+  if (k == 0) return;
+  muon_ns_divisor_kernel<T><<<blocks_for(k, kThreads), kThreads, 0, current_stream()>>>(out, sq, k);
+  CUDA_CHECK_LAUNCH("muon_ns_divisor_kernel");
 }
 
 template <class T>
@@ -245,6 +318,25 @@ void scale_(T* x, double factor, int64_t n) {
   CUDA_CHECK_LAUNCH("scale_kernel");
 }
 
+template <class T>
+void scale_below_one(T* x, const double* factor, int64_t n) {
+  if (n == 0) return;
+  scale_below_one_kernel<T><<<blocks_for(n, kThreads), kThreads, 0, current_stream()>>>(x, factor, n);
+  CUDA_CHECK_LAUNCH("scale_below_one_kernel");
+}
+
+template <class T>
+void step_check(double* out, const double* partials, const int64_t* block_end, int n_tensors,
+                const T* losses, int n_losses, double max_norm, bool poison_loss) {
+  GL_CHECK(n_losses >= 1, "step_check: no loss");
+  // The per-tensor sums live in the kernel's dynamic shared memory.
+  const size_t shared = size_t(n_tensors) * sizeof(double);
+  GL_CHECK(shared <= 48 * 1024, "step_check: ", n_tensors, " gradient tensors, more than 6144");
+  step_check_kernel<T><<<1, kThreads, shared, current_stream()>>>(out, partials, block_end, n_tensors,
+                                                                  losses, n_losses, max_norm, poison_loss);
+  CUDA_CHECK_LAUNCH("step_check_kernel");
+}
+
 int sum_squares_blocks(int64_t n) {
   const int64_t b = (n + kThreads - 1) / kThreads;
   return int(b < 1 ? 1 : (b > kMaxPartials ? kMaxPartials : b));
@@ -259,11 +351,15 @@ void sum_squares_partials(double* partials, const T* x, const T* w, int64_t n) {
 }
 
 #define GL_INSTANTIATE(T)                                                                       \
-  template void adamw_update<T>(T*, T*, T*, const T*, const AdamWConstants&, int64_t);          \
-  template void adamw_update_multi<T>(const std::vector<AdamWTensor<T>>&);                      \
-  template void sgd_update<T>(T*, T*, const T*, double, double, double, bool, bool, int64_t);   \
-  template void muon_momentum<T>(T*, T*, const T*, double, bool, int64_t);                      \
-  template void muon_apply<T>(T*, const T*, double, bool, double, int64_t);                     \
+  template void adamw_update<T>(T*, T*, T*, const T*, const AdamWConstants&, int64_t, const double*); \
+  template void adamw_update_multi<T>(const std::vector<AdamWTensor<T>>&, const double*);             \
+  template void sgd_update<T>(T*, T*, const T*, double, double, double, bool, bool, int64_t,         \
+                              const double*);                                                        \
+  template void muon_momentum<T>(T*, T*, const T*, double, bool, int64_t, const double*);            \
+  template void muon_apply<T>(T*, const T*, double, bool, double, int64_t, const double*);           \
+  template void muon_ns_divisor<T>(T*, const T*, int64_t);                                           \
+  template void scale_below_one<T>(T*, const double*, int64_t);                                      \
+  template void step_check<T>(double*, const double*, const int64_t*, int, const T*, int, double, bool); \
   template void sam_perturbation<T>(T*, const T*, const T*, double, bool, int64_t);             \
   template void scale_<T>(T*, double, int64_t);                                                 \
   template void sum_squares_partials<T>(double*, const T*, const T*, int64_t);

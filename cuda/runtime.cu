@@ -11,6 +11,7 @@
 //
 // Host-to-device copies up to 8 MiB return without waiting for the stream
 // (pinned staging slots, see Staging below); copies to the host wait.
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
@@ -52,6 +53,7 @@ struct DeviceState {
 };
 
 std::atomic<bool> g_tf32{false};
+std::atomic<int64_t> g_host_waits{0};
 
 int current_device() {
   int d = 0;
@@ -91,6 +93,7 @@ Pool& pool(int device) {
 
 void release_cached(Pool& p, int device) {
   DeviceGuard guard(device);
+  g_host_waits.fetch_add(1, std::memory_order_relaxed);
   CUDA_CHECK(cudaDeviceSynchronize());
   for (auto& [size, ptr] : p.free_blocks) {
     CUDA_CHECK(cudaFree(ptr));
@@ -126,8 +129,11 @@ bool tf32_enabled() { return g_tf32.load(); }
 
 void synchronize(int device) {
   DeviceGuard guard(device);
+  g_host_waits.fetch_add(1, std::memory_order_relaxed);
   CUDA_CHECK(cudaStreamSynchronize(device_state(device).stream));
 }
+
+int64_t host_waits() { return g_host_waits.load(std::memory_order_relaxed); }
 
 AllocatorStats allocator_stats(int device) {
   Pool& p = pool(device);
@@ -212,13 +218,18 @@ namespace {
 // at once: the slot holds the bytes). A training step's batch upload then
 // no longer drains the GPU of the previous step's work. A slot is reused
 // once its event has completed, so the host waits only when kSlots copies
-// are still in flight. Larger copies, and every copy to the host (which the
-// host reads right after), synchronise the stream.
+// are still in flight. A sync-free step (optim/step_gate.h) runs a whole
+// step ahead of the GPU, with a few copies per micro-batch, hence 32 slots;
+// each is allocated at its first use and grown to the largest copy it has
+// carried (batches are far below kSlotBytes, so the ring stays small).
+// Larger copies, and every copy to the host (which the host reads right
+// after), synchronise the stream.
 struct Staging {
   static constexpr size_t kSlotBytes = size_t(8) << 20;
-  static constexpr int kSlots = 4;
+  static constexpr int kSlots = 32;
   std::mutex mu;
   void* buf[kSlots] = {};
+  size_t cap[kSlots] = {};
   cudaEvent_t done[kSlots] = {};
   int next = 0;
 };
@@ -243,11 +254,22 @@ void memcpy(void* dst, Device dst_device, const void* src, Device src_device, si
     std::lock_guard<std::mutex> lock(st.mu);
     const int k = st.next;
     st.next = (k + 1) % Staging::kSlots;
-    if (!st.buf[k]) {
-      CUDA_CHECK(cudaHostAlloc(&st.buf[k], Staging::kSlotBytes, cudaHostAllocDefault));
+    if (!st.done[k]) {
       CUDA_CHECK(cudaEventCreateWithFlags(&st.done[k], cudaEventDisableTiming));
     } else {
-      CUDA_CHECK(cudaEventSynchronize(st.done[k]));  // the slot's last transfer has left it
+      const cudaError_t q = cudaEventQuery(st.done[k]);
+      if (q == cudaErrorNotReady) {
+        (void)cudaGetLastError();  // "not ready" is no error: clear it, as PyTorch's allocator does
+        g_host_waits.fetch_add(1, std::memory_order_relaxed);
+        CUDA_CHECK(cudaEventSynchronize(st.done[k]));  // the slot's last transfer has left it
+      } else {
+        CUDA_CHECK(q);
+      }
+    }
+    if (st.cap[k] < nbytes) {
+      if (st.buf[k]) CUDA_CHECK(cudaFreeHost(st.buf[k]));
+      st.cap[k] = std::max(nbytes, size_t(64) << 10);
+      CUDA_CHECK(cudaHostAlloc(&st.buf[k], st.cap[k], cudaHostAllocDefault));
     }
     std::memcpy(st.buf[k], src, nbytes);
     CUDA_CHECK(cudaMemcpyAsync(dst, st.buf[k], nbytes, cudaMemcpyHostToDevice, s));
@@ -262,7 +284,49 @@ void memcpy(void* dst, Device dst_device, const void* src, Device src_device, si
     CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDefault, s));
   }
   // Host memory may be freed or read right after return.
+  gl::cuda::g_host_waits.fetch_add(1, std::memory_order_relaxed);
   CUDA_CHECK(cudaStreamSynchronize(s));
 }
 
 }  // namespace gl::cuda_hooks
+
+namespace gl::cuda {
+
+Readback::Readback(size_t nbytes) : nbytes_(nbytes) {}
+
+Readback::~Readback() {
+  // No throwing from a destructor: errors here are ignored.
+  if (event_) {
+    DeviceGuard guard(device_);
+    cudaEventSynchronize(static_cast<cudaEvent_t>(event_));
+    cudaEventDestroy(static_cast<cudaEvent_t>(event_));
+  }
+  if (host_) cudaFreeHost(host_);
+}
+
+void Readback::start(const void* device_src, int device) {
+  GL_CHECK(device_ == -1 || device_ == device, "Readback: started on device ", device, " after ", device_);
+  device_ = device;
+  DeviceGuard guard(device);
+  if (!host_) {
+    CUDA_CHECK(cudaHostAlloc(&host_, nbytes_, cudaHostAllocDefault));
+    cudaEvent_t e;
+    CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    event_ = e;
+  } else {
+    // The previous copy must have landed before its buffer is overwritten.
+    CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event_)));
+  }
+  cudaStream_t s = current_stream();
+  CUDA_CHECK(cudaMemcpyAsync(host_, device_src, nbytes_, cudaMemcpyDeviceToHost, s));
+  CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event_), s));
+}
+
+const void* Readback::wait() {
+  GL_CHECK(event_ != nullptr, "Readback: wait() before start()");
+  DeviceGuard guard(device_);
+  CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event_)));
+  return host_;
+}
+
+}  // namespace gl::cuda

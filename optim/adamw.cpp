@@ -88,13 +88,15 @@ void adamw_update(Tensor& param, Tensor& exp_avg, Tensor& exp_avg_sq, const Tens
       });
 }
 
-void adamw_update_all(const std::vector<AdamWItem>& items) {
+void adamw_update_all(const std::vector<AdamWItem>& items, const Tensor& gate) {
   std::vector<cuda::AdamWTensor<float>> f32;
   std::vector<cuda::AdamWTensor<double>> f64;
+  const bool closed = gate_closed_on_host(gate);
   for (const AdamWItem& it : items) {
     Tensor param = it.param, m = it.exp_avg, v = it.exp_avg_sq;
     if (!param.is_cuda()) {
-      adamw_update(param, m, v, it.grad, it.h);
+      GL_CHECK(!gate.defined() || !gate.is_cuda(), "adamw: CPU parameter with a CUDA step gate");
+      if (!closed) adamw_update(param, m, v, it.grad, it.h);
       continue;
     }
     // adamw_update's checks, then the tensor joins its dtype's list.
@@ -115,8 +117,8 @@ void adamw_update_all(const std::vector<AdamWItem>& items) {
   // Grouped by dtype, each list in the items' order (only CUDA tensors,
   // which a build without CUDA never has: dispatch refused them above).
 #if GRIDLOCK_CUDA
-  if (!f32.empty()) cuda::adamw_update_multi<float>(f32);
-  if (!f64.empty()) cuda::adamw_update_multi<double>(f64);
+  if (!f32.empty()) cuda::adamw_update_multi<float>(f32, gate_pointer(gate));
+  if (!f64.empty()) cuda::adamw_update_multi<double>(f64, gate_pointer(gate));
 #endif
 }
 
@@ -127,14 +129,32 @@ AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions opts)
   GL_CHECK(opts_.eps >= 0, "adamw: eps must be >= 0, got ", opts_.eps);
 }
 
-void AdamW::step(double lr) {
+void AdamW::step(double lr) { update(lr, Tensor()); }
+
+void AdamW::step_gated(double lr, const Tensor& applied) {
+  GL_CHECK(applied.defined(), "adamw: step_gated needs a gate");
+  update(lr, applied);
+}
+
+void AdamW::settle(bool applied) {
+  if (!applied)
+    for (const auto& [name, created] : gated_) {
+      if (created) slots_.erase(name);
+      else slots_[name].step -= 1;
+    }
+  gated_.clear();
+}
+
+void AdamW::update(double lr, const Tensor& gate) {
   NoGradGuard no_grad;
+  gated_.clear();
   std::vector<AdamWItem> items;
   for (ParamGroup& group : groups_)
     for (NamedParam& p : group.params) {
       if (!p.var.grad().defined()) continue;
       const Tensor g = checked_grad("adamw", p);
       Slot& s = slots_[p.name];
+      if (gate.defined()) gated_.emplace_back(p.name, !s.exp_avg.defined());
       if (!s.exp_avg.defined()) {
         s.exp_avg = Tensor::zeros_like(p.var.value());
         s.exp_avg_sq = Tensor::zeros_like(p.var.value());
@@ -149,7 +169,7 @@ void AdamW::step(double lr) {
       h.step = s.step;
       items.push_back({p.var.mutable_value(), s.exp_avg, s.exp_avg_sq, g, h});
     }
-  adamw_update_all(items);
+  adamw_update_all(items, gate);
 }
 
 NamedTensors AdamW::state() const {

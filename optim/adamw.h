@@ -50,12 +50,16 @@ struct AdamWItem {
   Tensor param, exp_avg, exp_avg_sq, grad;
   AdamWHyper h;
 };
-void adamw_update_all(const std::vector<AdamWItem>& items);
+// gate: Optimizer::step_gated's flag (undefined: always update).
+void adamw_update_all(const std::vector<AdamWItem>& items, const Tensor& gate = Tensor());
 
 class AdamW : public Optimizer {
  public:
   AdamW(std::vector<ParamGroup> groups, AdamWOptions opts = {});
   void step(double lr) override;
+  bool supports_gated_step() const override { return true; }
+  void step_gated(double lr, const Tensor& applied) override;
+  void settle(bool applied) override;
   // "exp_avg.<name>", "exp_avg_sq.<name>", "step.<name>" (i64 [1]) for every
   // param that has taken a step.
   NamedTensors state() const override;
@@ -67,8 +71,11 @@ class AdamW : public Optimizer {
     Tensor exp_avg, exp_avg_sq;
     int64_t step = 0;
   };
+  void update(double lr, const Tensor& gate);
   AdamWOptions opts_;
   std::map<std::string, Slot> slots_;  // by parameter name
+  // The last gated step's slots, and whether it created them (settle).
+  std::vector<std::pair<std::string, bool>> gated_;
 };
 
 }  // namespace gl

@@ -48,21 +48,32 @@ bool is_muon_param(const NamedParam& p) {
 
 namespace {
 
+// T(sqrt(double(s)) + 1e-7) of each sum of squares s: the norms are
+// formed where the sums are, so a CUDA step never waits to read them.
+Tensor ns_divisor(const Tensor& sq) {
+  Tensor out = Tensor::empty_like(sq);
+  dispatch("muon", sq,
+      [&](auto tag) {
+        using T = decltype(tag);
+        const T* s = sq.data<T>();
+        T* o = out.data<T>();
+        for (int64_t i = 0; i < sq.numel(); ++i) o[i] = T(std::sqrt(double(s[i])) + 1e-7);
+      },
+      [&](auto tag) {
+        using T = decltype(tag);
+        cuda::muon_ns_divisor<T>(out.data<T>(), sq.data<T>(), sq.numel());
+      });
+  return out;
+}
+
 // The iteration on X [rows, cols] or a batch [k, rows, cols], rows <= cols,
 // each matrix scaled by its own Frobenius norm first.
 Tensor newton_schulz(Tensor X, int steps) {
   const double a = 3.4445, b = -4.7750, c = 2.0315;
-  if (X.dim() == 2) {
-    const double norm = std::sqrt(sum_tensor(binary(X, X, BinaryOp::MUL), {}, false).item());
-    X = binary(X, Tensor::full({1}, norm + 1e-7, X.dtype(), X.device()), BinaryOp::DIV);
-  } else {
-    // The k norms come to the host together: one round trip per batch
-    // instead of one per matrix.
-    const std::vector<double> sq = sum_tensor(binary(X, X, BinaryOp::MUL), {1, 2}, false).to_vector();
-    std::vector<double> div;
-    for (double v : sq) div.push_back(std::sqrt(v) + 1e-7);
-    X = binary(X, Tensor::from_vector(div, {X.size(0), 1, 1}, X.dtype()).to(X.device()), BinaryOp::DIV);
-  }
+  const Tensor sq = sum_tensor(binary(X, X, BinaryOp::MUL), X.dim() == 2 ? std::vector<int64_t>{}
+                                                                          : std::vector<int64_t>{1, 2}, false)
+                        .contiguous();
+  X = binary(X, ns_divisor(sq).reshape(X.dim() == 2 ? Shape{1} : Shape{X.size(0), 1, 1}), BinaryOp::DIV);
   for (int i = 0; i < steps; ++i) {
     const Tensor A = matmul_tensor(X, X, false, true);
     const Tensor B = binary(affine(A, b, 0.0), matmul_tensor(affine(A, c, 0.0), A), BinaryOp::ADD);
@@ -78,7 +89,7 @@ Tensor scale_update(const Tensor& o, const Tensor& g) {
 }
 
 // momentum <- lerp(momentum, grad, 1 - beta); returns U (the header's maths).
-Tensor muon_momentum(const Tensor& grad, Tensor& momentum, double beta, bool nesterov) {
+Tensor muon_momentum(const Tensor& grad, Tensor& momentum, double beta, bool nesterov, const Tensor& gate) {
   GL_CHECK(grad.dim() == 2, "muon_update: grad must be 2-D, got ", grad.describe());
   GL_CHECK(beta >= 0 && beta < 1, "muon_update: beta must be in [0, 1), got ", beta);
   const Tensor g = grad.contiguous();
@@ -91,7 +102,7 @@ Tensor muon_momentum(const Tensor& grad, Tensor& momentum, double beta, bool nes
         T* mp = momentum.data<T>();
         T* up = u.data<T>();
         const T w_m = T(1.0 - beta), w_u = T(beta);
-        const int64_t n = g.numel();
+        const int64_t n = gate_closed_on_host(gate) ? 0 : g.numel();
         for (int64_t i = 0; i < n; ++i) {
           mp[i] = lerp(mp[i], gp[i], w_m);
           up[i] = nesterov ? lerp(gp[i], mp[i], w_u) : mp[i];
@@ -100,7 +111,7 @@ Tensor muon_momentum(const Tensor& grad, Tensor& momentum, double beta, bool nes
       [&](auto tag) {
         using T = decltype(tag);
         cuda::muon_momentum<T>(u.data<T>(), momentum.data<T>(), g.data<T>(), beta, nesterov,
-                               g.numel());
+                               g.numel(), gate_pointer(gate));
       });
   return u;
 }
@@ -157,16 +168,18 @@ std::vector<Tensor> zeropower_via_newtonschulz5(const std::vector<Tensor>& Gs, i
 }
 
 Tensor muon_update(const Tensor& grad, Tensor& momentum, double beta, int ns_steps, bool nesterov) {
-  const Tensor u = muon_momentum(grad, momentum, beta, nesterov);
+  const Tensor u = muon_momentum(grad, momentum, beta, nesterov, Tensor());
   return scale_update(zeropower_via_newtonschulz5(u, ns_steps), grad);
 }
 
 std::vector<Tensor> muon_updates(const std::vector<Tensor>& grads, std::vector<Tensor*>& momenta,
-                                 double beta, int ns_steps, bool nesterov) {
+                                 double beta, int ns_steps, bool nesterov, const Tensor& gate) {
   GL_CHECK(grads.size() == momenta.size(), "muon_updates: ", grads.size(), " grads but ", momenta.size(),
            " momentum buffers");
   std::vector<Tensor> us;
-  for (size_t i = 0; i < grads.size(); ++i) us.push_back(muon_momentum(grads[i], *momenta[i], beta, nesterov));
+  for (size_t i = 0; i < grads.size(); ++i)
+    us.push_back(muon_momentum(grads[i], *momenta[i], beta, nesterov, gate));
+  if (gate_closed_on_host(gate)) return us;  // nothing will be applied
   std::vector<Tensor> os = zeropower_via_newtonschulz5(us, ns_steps);
   for (size_t i = 0; i < os.size(); ++i) os[i] = scale_update(os[i], grads[i]);
   return os;
@@ -182,8 +195,24 @@ Muon::Muon(const std::vector<NamedParam>& params, MuonOptions opts)
   adam_ = std::make_unique<AdamW>(std::move(adam_groups), opts_.adam);
 }
 
-void Muon::step(double lr) {
+void Muon::step(double lr) { update(lr, Tensor()); }
+
+void Muon::step_gated(double lr, const Tensor& applied) {
+  GL_CHECK(applied.defined(), "muon: step_gated needs a gate");
+  update(lr, applied);
+}
+
+void Muon::settle(bool applied) {
+  if (!applied)
+    for (const std::string& name : created_) momentum_.erase(name);
+  created_.clear();
+  adam_->settle(applied);
+}
+
+void Muon::update(double lr, const Tensor& gate) {
   NoGradGuard no_grad;
+  created_.clear();
+  const bool closed = gate_closed_on_host(gate);
   for (ParamGroup& group : groups_) {
     if (group.params.empty() || !is_muon_param(group.params[0])) continue;  // AdamW's
     const double glr = lr * group.lr_scale;
@@ -195,12 +224,14 @@ void Muon::step(double lr) {
       if (!p.var.grad().defined()) continue;
       grads.push_back(checked_grad("muon", p));
       Tensor& m = momentum_[p.name];
+      if (!m.defined() && gate.defined()) created_.push_back(p.name);
       if (!m.defined()) m = Tensor::zeros_like(grads.back());
       ps.push_back(&p);
     }
     for (NamedParam* p : ps) momenta.push_back(&momentum_[p->name]);
-    const std::vector<Tensor> os = muon_updates(grads, momenta, opts_.momentum, opts_.ns_steps, opts_.nesterov);
-    for (size_t k = 0; k < ps.size(); ++k) {
+    const std::vector<Tensor> os =
+        muon_updates(grads, momenta, opts_.momentum, opts_.ns_steps, opts_.nesterov, gate);
+    for (size_t k = 0; k < ps.size() && !closed; ++k) {
       const Tensor& o = os[k];
       Tensor& w = ps[k]->var.mutable_value();
       const bool decays = group.weight_decay != 0.0;
@@ -217,11 +248,12 @@ void Muon::step(double lr) {
           [&](auto tag) {
             using T = decltype(tag);
             cuda::muon_apply<T>(w.data<T>(), o.data<T>(), 1.0 - glr * group.weight_decay, decays,
-                                -glr, w.numel());
+                                -glr, w.numel(), gate_pointer(gate));
           });
     }
   }
-  adam_->step(lr);
+  if (gate.defined()) adam_->step_gated(lr, gate);
+  else adam_->step(lr);
 }
 
 NamedTensors Muon::state() const {

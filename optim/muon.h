@@ -69,8 +69,11 @@ std::vector<Tensor> zeropower_via_newtonschulz5(const std::vector<Tensor>& Gs, i
 Tensor muon_update(const Tensor& grad, Tensor& momentum, double beta = 0.95, int ns_steps = 5,
                    bool nesterov = true);
 // muon_update over many matrices, the orthogonalisation batched as above.
+// gate: Optimizer::step_gated's flag; a closed one leaves the momenta
+// untouched (the returned updates are then meaningless).
 std::vector<Tensor> muon_updates(const std::vector<Tensor>& grads, std::vector<Tensor*>& momenta,
-                                 double beta = 0.95, int ns_steps = 5, bool nesterov = true);
+                                 double beta = 0.95, int ns_steps = 5, bool nesterov = true,
+                                 const Tensor& gate = Tensor());
 // True for the parameters Muon itself updates (see the file comment).
 bool is_muon_param(const NamedParam& p);
 
@@ -79,14 +82,19 @@ class Muon : public Optimizer {
   // Splits `params` into the Muon group and the AdamW groups.
   explicit Muon(const std::vector<NamedParam>& params, MuonOptions opts = {});
   void step(double lr) override;
+  bool supports_gated_step() const override { return true; }
+  void step_gated(double lr, const Tensor& applied) override;
+  void settle(bool applied) override;
   // "muon_momentum.<name>" for Muon's params plus the AdamW's state.
   NamedTensors state() const override;
   void load_state(const NamedTensors& state) override;
   const AdamW& adam() const { return *adam_; }
 
  private:
+  void update(double lr, const Tensor& gate);
   MuonOptions opts_;
   std::unique_ptr<AdamW> adam_;
+  std::vector<std::string> created_;  // momenta the last gated step made (settle)
   std::map<std::string, Tensor> momentum_;  // by parameter name
 };
 

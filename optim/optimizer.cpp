@@ -96,29 +96,13 @@ std::vector<double> sum_squares_each(const std::vector<Tensor>& ts) {
   }
 #if GRIDLOCK_CUDA
   for (const auto& [device, members] : on_device) {
-    std::vector<int64_t> offset;
-    int64_t blocks = 0;
-    for (size_t i : members) {
-      offset.push_back(blocks);
-      blocks += cuda::sum_squares_blocks(ts[i].numel());
-    }
-    Tensor part = Tensor::empty({blocks}, DType::F64, Device::cuda(device));
-    std::vector<Tensor> alive;  // contiguous copies stay allocated until the copy below
+    std::vector<Tensor> mine;
+    for (size_t i : members) mine.push_back(ts[i]);
+    const SquarePartials sq = square_partials(mine, Device::cuda(device));
+    const std::vector<double> host = sq.partials.to_vector_as<double>();
     for (size_t k = 0; k < members.size(); ++k) {
-      const Tensor c = ts[members[k]].contiguous();
-      alive.push_back(c);
-      dispatch("grad_norm", c, [&](auto) {},
-          [&](auto tag) {
-            using T = decltype(tag);
-            cuda::sum_squares_partials<T>(part.data<double>() + offset[size_t(k)], c.data<T>(), nullptr,
-                                          c.numel());
-          });
-    }
-    const std::vector<double> host = part.to_vector_as<double>();
-    for (size_t k = 0; k < members.size(); ++k) {
-      const int64_t end = k + 1 < members.size() ? offset[k + 1] : blocks;
       double acc = 0.0;
-      for (int64_t b = offset[k]; b < end; ++b) acc += host[size_t(b)];
+      for (int64_t b = k == 0 ? 0 : sq.block_end[k - 1]; b < sq.block_end[k]; ++b) acc += host[size_t(b)];
       out[members[k]] = acc;
     }
   }
@@ -127,6 +111,32 @@ std::vector<double> sum_squares_each(const std::vector<Tensor>& ts) {
 }
 
 }  // namespace
+
+SquarePartials square_partials(const std::vector<Tensor>& ts, Device device) {
+  SquarePartials sq;
+#if GRIDLOCK_CUDA
+  int64_t blocks = 0;
+  for (const Tensor& t : ts) {
+    GL_CHECK(t.device() == device, "square_partials: ", t.describe(), " is not on ", device.name());
+    blocks += cuda::sum_squares_blocks(t.numel());
+    sq.block_end.push_back(blocks);
+  }
+  sq.partials = Tensor::empty({blocks}, DType::F64, device);
+  for (size_t k = 0; k < ts.size(); ++k) {
+    const Tensor c = ts[k].contiguous();
+    sq.alive.push_back(c);
+    dispatch("grad_norm", c, [&](auto) {},
+        [&](auto tag) {
+          using T = decltype(tag);
+          cuda::sum_squares_partials<T>(sq.partials.data<double>() + (k == 0 ? 0 : sq.block_end[k - 1]),
+                                        c.data<T>(), nullptr, c.numel());
+        });
+  }
+#else
+  GL_CHECK(ts.empty(), "square_partials: CUDA tensors in a build without CUDA (", device.name(), ")");
+#endif
+  return sq;
+}
 
 double grad_norm(const std::vector<NamedParam>& params) {
   // torch takes the norm of the per-tensor norms; the square root of the sum
@@ -185,6 +195,25 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups) : groups_(std::move(groups)
 void Optimizer::zero_grad() {
   for (ParamGroup& g : groups_)
     for (NamedParam& p : g.params) p.var.zero_grad();
+}
+
+void Optimizer::step_gated(double, const Tensor&) {
+  GL_CHECK(false, "this optimizer has no sync-free (gated) step; use optim.name adamw, sgd or muon, "
+                  "or train.sync_free: false");
+}
+
+bool gate_closed_on_host(const Tensor& gate) {
+  if (!gate.defined()) return false;
+  GL_CHECK(gate.numel() == 1 && gate.dtype() == DType::F64, "step gate must be one F64 value, got ",
+           gate.describe());
+  return !gate.is_cuda() && gate.to_vector_as<double>()[0] == 0.0;
+}
+
+const double* gate_pointer(const Tensor& gate) {
+  if (!gate.defined()) return nullptr;
+  GL_CHECK(gate.numel() == 1 && gate.dtype() == DType::F64 && gate.is_cuda(),
+           "a CUDA update's step gate must be one F64 value on the device, got ", gate.describe());
+  return gate.data<double>();
 }
 
 std::vector<NamedParam> Optimizer::params() const {

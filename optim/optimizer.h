@@ -75,6 +75,15 @@ class Optimizer {
   Optimizer& operator=(const Optimizer&) = delete;
 
   virtual void step(double lr) = 0;
+  // Sync-free steps (optim/step_gate.h): step(lr) queued behind a device
+  // flag `applied` (a one-element F64 tensor on the params' device; 0:
+  // nothing changes), so the host need not read the flag first. Host-side
+  // state (step counts, state tensors created by this step) moves as if
+  // the step happened; settle(flag), called before the next step, takes it
+  // back when it did not. Optimizers without gating refuse.
+  virtual bool supports_gated_step() const { return false; }
+  virtual void step_gated(double lr, const Tensor& applied);
+  virtual void settle(bool applied) { (void)applied; }
   virtual NamedTensors state() const = 0;
   virtual void load_state(const NamedTensors& state) = 0;
   void zero_grad();  // drops every param's grad
@@ -97,6 +106,11 @@ void optim_dispatch(const char* op, const Tensor& like, CpuFn&& cpu_fn) {
            like.describe());
   dispatch(op, like, cpu_fn, [&](auto) {});
 }
+// A gated step's flag (Optimizer::step_gated): on the CPU read here, true
+// when the update must be dropped; gate_pointer is the device address the
+// CUDA kernels read (nullptr for an undefined gate: always update).
+bool gate_closed_on_host(const Tensor& gate);
+const double* gate_pointer(const Tensor& gate);
 // Checks that `t` can be updated in place together with `param`: defined,
 // same shape, dtype and device, contiguous.
 void check_operand(const char* op, const Tensor& param, const Tensor& t, const char* name);
@@ -111,6 +125,18 @@ const Tensor* find_state(const NamedTensors& state, const std::string& key);
 // Throws if any key of `state` is not in `known`.
 void check_state_keys(const char* op, const NamedTensors& state,
                       const std::vector<std::string>& known);
+// The first pass of the sums of squares of CUDA tensors `ts`, all on
+// `device`: cuda::sum_squares_partials of tensor k fill partials
+// [block_end[k-1], block_end[k]) of one F64 buffer. grad_norm adds them
+// on the host, check_step (optim/step_gate.h) on the device; `alive` keeps
+// contiguous copies allocated until the kernels have run.
+struct SquarePartials {
+  Tensor partials;
+  std::vector<int64_t> block_end;
+  std::vector<Tensor> alive;
+};
+SquarePartials square_partials(const std::vector<Tensor>& ts, Device device);
+
 // A one-element I64 tensor holding a step count, and back.
 Tensor step_tensor(int64_t step);
 int64_t step_value(const char* op, const NamedTensors& state, const std::string& key);

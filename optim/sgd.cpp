@@ -27,7 +27,8 @@ void sgd_update_cpu(T* param, T* buf, const T* grad, int64_t n, const SgdHyper& 
 
 }  // namespace
 
-void sgd_update(Tensor& param, Tensor& momentum_buffer, const Tensor& grad, const SgdHyper& h) {
+void sgd_update(Tensor& param, Tensor& momentum_buffer, const Tensor& grad, const SgdHyper& h,
+                const Tensor& gate) {
   GL_CHECK(!h.nesterov || h.momentum > 0, "sgd: nesterov needs momentum > 0");
   GL_CHECK(param.is_contiguous(), "sgd: param must be contiguous, got ", param.describe());
   check_operand("sgd", param, grad, "grad");
@@ -36,13 +37,13 @@ void sgd_update(Tensor& param, Tensor& momentum_buffer, const Tensor& grad, cons
       [&](auto tag) {
         using T = decltype(tag);
         T* buf = h.momentum != 0.0 ? momentum_buffer.data<T>() : nullptr;
-        sgd_update_cpu<T>(param.data<T>(), buf, grad.data<T>(), param.numel(), h);
+        if (!gate_closed_on_host(gate)) sgd_update_cpu<T>(param.data<T>(), buf, grad.data<T>(), param.numel(), h);
       },
       [&](auto tag) {
         using T = decltype(tag);
         T* buf = h.momentum != 0.0 ? momentum_buffer.data<T>() : nullptr;
         cuda::sgd_update<T>(param.data<T>(), buf, grad.data<T>(), h.lr, h.momentum,
-                            h.weight_decay, h.nesterov, h.first_step, param.numel());
+                            h.weight_decay, h.nesterov, h.first_step, param.numel(), gate_pointer(gate));
       });
 }
 
@@ -51,8 +52,23 @@ Sgd::Sgd(std::vector<ParamGroup> groups, SgdOptions opts) : Optimizer(std::move(
   GL_CHECK(!opts_.nesterov || opts_.momentum > 0, "sgd: nesterov needs momentum > 0");
 }
 
-void Sgd::step(double lr) {
+void Sgd::step(double lr) { update(lr, Tensor()); }
+
+void Sgd::step_gated(double lr, const Tensor& applied) {
+  GL_CHECK(applied.defined(), "sgd: step_gated needs a gate");
+  update(lr, applied);
+}
+
+void Sgd::settle(bool applied) {
+  // A dropped first step leaves no buffer, as if it had not been taken.
+  if (!applied)
+    for (const std::string& name : created_) buffers_.erase(name);
+  created_.clear();
+}
+
+void Sgd::update(double lr, const Tensor& gate) {
   NoGradGuard no_grad;
+  created_.clear();
   for (ParamGroup& group : groups_)
     for (NamedParam& p : group.params) {
       if (!p.var.grad().defined()) continue;
@@ -68,9 +84,10 @@ void Sgd::step(double lr) {
         Tensor& b = buffers_[p.name];
         h.first_step = !b.defined();
         if (h.first_step) b = Tensor::empty_like(p.var.value());
+        if (h.first_step && gate.defined()) created_.push_back(p.name);
         buf = &b;
       }
-      sgd_update(p.var.mutable_value(), *buf, g, h);
+      sgd_update(p.var.mutable_value(), *buf, g, h, gate);
     }
 }
 

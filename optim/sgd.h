@@ -31,18 +31,25 @@ struct SgdHyper {
 
 // The pure update: param and momentum_buffer in place (momentum_buffer is
 // ignored, and may be undefined, when momentum is 0). f32/f64, CPU or CUDA.
-void sgd_update(Tensor& param, Tensor& momentum_buffer, const Tensor& grad, const SgdHyper& h);
+// gate: Optimizer::step_gated's flag (undefined: always update).
+void sgd_update(Tensor& param, Tensor& momentum_buffer, const Tensor& grad, const SgdHyper& h,
+                const Tensor& gate = Tensor());
 
 class Sgd : public Optimizer {
  public:
   Sgd(std::vector<ParamGroup> groups, SgdOptions opts = {});
   void step(double lr) override;
+  bool supports_gated_step() const override { return true; }
+  void step_gated(double lr, const Tensor& applied) override;
+  void settle(bool applied) override;
   NamedTensors state() const override;  // "momentum_buffer.<name>"
   void load_state(const NamedTensors& state) override;
 
  private:
+  void update(double lr, const Tensor& gate);
   SgdOptions opts_;
   std::map<std::string, Tensor> buffers_;  // by parameter name
+  std::vector<std::string> created_;        // buffers the last gated step made (settle)
 };
 
 }  // namespace gl

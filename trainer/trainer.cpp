@@ -41,6 +41,7 @@
 #include "optim/muon.h"
 #include "optim/sam.h"
 #include "optim/sgd.h"
+#include "optim/step_gate.h"
 #include "autograd/ops/distill.h"
 #include "quant/gptq.h"
 #include "quant/probe.h"
@@ -250,6 +251,26 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
   }
   GL_CHECK(st.step <= steps, "train.steps = ", steps, " but the checkpoint is already at step ", st.step);
 
+  // train.sync_free (optim/step_gate.h): the checks a gated step can make
+  // on the device are the non-finite ones and clipping; anything else the
+  // host must decide before the update.
+  std::string host_decides;
+  if (W > 1) host_decides = "more than one process (the loss is averaged on the host)";
+  else if (o.sam) host_decides = "optim.name sam (its ascent needs the gradient norm first)";
+  else if (!o.opt->supports_gated_step()) host_decides = "an optimizer without a gated step";
+  else if (scaled) host_decides = "run.precision f16 (its loss scale is managed on the host)";
+  else if (r.get_float("train.spike_factor") > 0) host_decides = "train.spike_factor > 0 (a spike is judged before the update)";
+  else if (r.has_averaging()) host_decides = "averaging.kind (the average folds in applied steps only)";
+  else if (const char* e = std::getenv("GRIDLOCK_SYNC_FREE"); e && std::string(e) == "0" &&
+           r.get_string("train.sync_free") == "auto")
+    host_decides = "GRIDLOCK_SYNC_FREE=0 in the environment";
+  GL_CHECK(r.get_string("train.sync_free") != "true" || host_decides.empty(),
+           "train.sync_free: true, but this run has ", host_decides,
+           ", which needs the host-synchronised step; use train.sync_free: auto or false");
+  const bool sync_free = host_decides.empty() && (r.get_string("train.sync_free") == "true" ||
+                                                  (r.get_string("train.sync_free") == "auto" &&
+                                                   recipe_device(r).is_cuda()));
+
   std::optional<MetricsLog> metrics;
   if (lead) {
     metrics.emplace(metrics_path);
@@ -267,6 +288,9 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
                 (long long)cfg.hidden_size, (long long)cfg.vocab_size, data.src->describe().c_str(),
                 (long long)steps, (long long)st.global_batch, (long long)T, W, W > 1 ? "es" : "");
     if (zero) std::printf("  %s\n", zero->describe().c_str());
+    if (sync_free) std::printf("  step checks on the device, read a step late (train.sync_free)\n");
+    else if (recipe_device(r).is_cuda() && r.get_string("train.sync_free") == "auto")
+      std::printf("  host-synchronised steps: %s\n", host_decides.c_str());
     if (reducer)
       std::printf("  gradient all-reduce: %zu buckets, %s\n", reducer->bucket_names().size(),
                   reducer->overlapped() ? "overlapped with backward" : "during backward, on the main thread");
@@ -301,8 +325,10 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
   const int64_t log_every = r.get_int("train.log_every"), eval_every = r.get_int("train.eval_every");
   const int64_t save_every = r.get_int("train.save_every"), eval_batches = r.get_int("train.eval_batches");
 
-  // Mean loss over the global batch of step s; leaves the mean gradient.
-  auto forward_backward = [&](int64_t s) {
+  // Queues step s's forward and backward over its micro-batches and leaves
+  // the mean gradient; returns the micro-batches' losses, still where they
+  // were computed (a sync-free step reads them a step later).
+  auto queue_forward_backward = [&](int64_t s) {
     const MatmulPrecisionGuard products(precision);
     const double loss_scale = scaled ? st.loss_scale.scale : 1.0;
     // The mean over micro-batches and the loss scale come off together.
@@ -357,13 +383,20 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
       }
     }
     if (!overlap && grad_scale != 1.0) scale_grads(params, grad_scale);
+    if (W > 1) {
+      if (overlap) reducer->finish();
+      else allreduce_mean_grads(comm, params);
+    }
+    return losses;
+  };
+  // Mean loss over the global batch of step s; leaves the mean gradient.
+  auto forward_backward = [&](int64_t s) {
+    const std::vector<Tensor> losses = queue_forward_backward(s);
     double loss_sum = 0;
     for (const Tensor& l : losses) loss_sum += l.item();
     double l[1] = {loss_sum / double(accum)};
     if (fault_now("inf_loss", faults.inf_loss, s + 1)) l[0] = std::numeric_limits<double>::infinity();
     if (W > 1) {
-      if (overlap) reducer->finish();
-      else allreduce_mean_grads(comm, params);
       comm.allreduce_sum(l, 1);
       l[0] /= double(W);
     }
@@ -542,55 +575,19 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
   Clock::time_point t_log = Clock::now();
   double train_s = 0;  // wall time of steps since start (eval and saves excluded)
   int64_t tokens_at_log = st.tokens;
-  for (int64_t s = st.step; s < steps; ++s) {
-    const Clock::time_point t0 = Clock::now();
-    const double lr = sched->lr(s) * st.lr_scale;
-    if (qat) qat->update_for_step(s);
-    o.opt->zero_grad();
-    LanguageModel::ActivationTransform prev_act;
-    const bool poison_act = fault_now("nan_activation", faults.nan_activation, s + 1);
-    const bool spike_act = fault_now("loss_spike", faults.loss_spike, s + 1);
-    if (poison_act || spike_act) prev_act = model->activation_transform();
-    if (spike_act) {
-      // Logits x 30: confidently wrong predictions, a large finite loss.
-      model->set_activation_transform([prev_act](const std::string& name, const Var& x) {
-        const Var y = prev_act ? prev_act(name, x) : x;
-        const bool head = name == "embed_out.weight" || name == "lm_head.weight";
-        return head ? scale(y, 30.0) : y;
-      });
-    }
-    if (poison_act) {
-      // One element of the first linear layer's input becomes NaN, as an
-      // overflowing activation would.
-      auto done = std::make_shared<bool>(false);
-      model->set_activation_transform([prev_act, done](const std::string& name, const Var& x) {
-        const Var y = prev_act ? prev_act(name, x) : x;
-        if (*done) return y;
-        *done = true;
-        Tensor t = Tensor::zeros(y.value().shape(), DType::F64);
-        t.data<double>()[0] = std::numeric_limits<double>::quiet_NaN();
-        return add(y, Var(t.to(y.value().dtype()).to(y.value().device())));
-      });
-    }
-    double loss = forward_backward(s);
-    if (poison_act || spike_act) model->set_activation_transform(prev_act);
-    double gnorm = std::numeric_limits<double>::quiet_NaN();
-    bool usable = std::isfinite(loss);
-    if (usable && o.sam) {
-      // A non-finite gradient at w cannot define SAM's ascent: it is this
-      // step's bad gradient norm, handled below like any other.
-      const double g0 = grad_norm(params);
-      if (!std::isfinite(g0)) {
-        gnorm = g0;
-        usable = false;
-      }
-    }
-    if (usable && o.sam) {
-      o.sam->ascend(r.get_float("optim.rho"));
-      o.opt->zero_grad();
-      forward_backward(s);  // the gradient at w + e; the logged loss stays L(w)
-    }
-    if (usable) gnorm = clip > 0 ? clip_grad_norm(params, clip) : grad_norm(params);
+  // Step d.s's outcome: the checks, the event and action of a bad step
+  // (skip, stop, rollback), the update (host path) or its settling (a
+  // gated, sync-free step), the counters and the metrics line. False when
+  // it rolled back: st is then the checkpoint's.
+  struct StepDone {
+    int64_t s = 0;
+    double lr = 0, loss = 0, gnorm = 0;
+    bool gated = false, applied_on_device = false;
+    Clock::time_point t0;
+  };
+  auto finish = [&](const StepDone& d) -> bool {
+    const int64_t s = d.s;
+    const double lr = d.lr, loss = d.loss, gnorm = d.gnorm;
     const bool finite = std::isfinite(loss) && std::isfinite(gnorm);
     // f16: a non-finite gradient under a finite loss is first taken for an
     // overflow of the scaled backward (skip, halve the scale). A non-finite
@@ -621,17 +618,24 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
       action = on_spike;
     }
     const bool applied = event.empty();
+    GL_CHECK(!d.gated || applied == d.applied_on_device, "step ", s + 1,
+             ": the device's step check disagrees with the host's (loss ", loss, ", gradient norm ", gnorm, ")");
     if (!applied) {
       const char* key = event == "loss_spike"           ? "train.on_spike"
                         : event == "loss_scale_backoff" ? "run.precision=f16"
                                                         : "train.on_nonfinite";
-      if (o.sam && o.sam->ascended()) {
-        // Put w back without an update: dropping the grads first makes the
-        // base optimizer skip every param (its state does not move either).
+      if (d.gated) {
+        // The kernels dropped the update; the grads now are the next step's.
+        o.opt->settle(false);
+      } else {
+        if (o.sam && o.sam->ascended()) {
+          // Put w back without an update: dropping the grads first makes the
+          // base optimizer skip every param (its state does not move either).
+          o.opt->zero_grad();
+          o.sam->descend_and_step(0.0);
+        }
         o.opt->zero_grad();
-        o.sam->descend_and_step(0.0);
       }
-      o.opt->zero_grad();
       ++res.events;
       if (action == "rollback" && st.rollbacks >= max_rollbacks) action = "stop";
       if (lead && action != "rollback") {  // a rollback logs after cutting the metrics back
@@ -677,13 +681,14 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
         }
         t_log = Clock::now();
         tokens_at_log = st.tokens;
-        s = st.step - 1;  // the loop's ++s makes it the checkpoint's step
-        continue;
+        return false;
       }
       ++st.skipped_steps;
       if (talk)
         std::printf("step %lld: %s (%s), step skipped (%s=skip)\n", (long long)(s + 1), event.c_str(),
                     detail.c_str(), key);
+    } else if (d.gated) {
+      o.opt->settle(true);
     } else if (o.sam) {
       o.sam->descend_and_step(lr);
     } else {
@@ -697,8 +702,10 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
     st.step = s + 1;
     st.tokens += st.global_batch * T;
     res.last_train_loss = loss;
-    train_s += seconds_since(t0);
-    st.elapsed_s += seconds_since(t0);
+    if (!d.gated) {  // a sync-free step's time is counted when it is queued
+      train_s += seconds_since(d.t0);
+      st.elapsed_s += seconds_since(d.t0);
+    }
 
     if (st.step % log_every == 0 || st.step == steps || !applied) {
       const double dt = seconds_since(t_log);
@@ -732,6 +739,106 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
       }
       t_log = Clock::now();
       tokens_at_log = st.tokens;
+    }
+    return true;
+  };
+
+  // train.sync_free: the queued step whose gate the host has not read yet.
+  std::optional<StepDone> pending;
+  GateReader gate_reader;
+  auto read_pending = [&]() {
+    const StepOutcome out = gate_reader.wait();
+    StepDone d = *pending;
+    pending.reset();
+    d.loss = out.loss;
+    d.gnorm = out.grad_norm;
+    d.applied_on_device = out.applied;
+    return finish(d);
+  };
+  auto drain_after = [&](int64_t step) {
+    return step == steps || (eval_every > 0 && step % eval_every == 0) ||
+           (save_every > 0 && step % save_every == 0) || bool(hooks.after_step) || pending_stop_signal() != 0 ||
+           faults.truncate_data == step || faults.kill_at_step == step || faults.sigterm_at_step == step;
+  };
+  for (int64_t s = st.step; s < steps; ++s) {
+    const Clock::time_point t0 = Clock::now();
+    const double lr = sched->lr(s) * st.lr_scale;
+    if (qat) qat->update_for_step(s);
+    o.opt->zero_grad();
+    LanguageModel::ActivationTransform prev_act;
+    const bool poison_act = fault_now("nan_activation", faults.nan_activation, s + 1);
+    const bool spike_act = fault_now("loss_spike", faults.loss_spike, s + 1);
+    if (poison_act || spike_act) prev_act = model->activation_transform();
+    if (spike_act) {
+      // Logits x 30: confidently wrong predictions, a large finite loss.
+      model->set_activation_transform([prev_act](const std::string& name, const Var& x) {
+        const Var y = prev_act ? prev_act(name, x) : x;
+        const bool head = name == "embed_out.weight" || name == "lm_head.weight";
+        return head ? scale(y, 30.0) : y;
+      });
+    }
+    if (poison_act) {
+      // One element of the first linear layer's input becomes NaN, as an
+      // overflowing activation would.
+      auto done = std::make_shared<bool>(false);
+      model->set_activation_transform([prev_act, done](const std::string& name, const Var& x) {
+        const Var y = prev_act ? prev_act(name, x) : x;
+        if (*done) return y;
+        *done = true;
+        Tensor t = Tensor::zeros(y.value().shape(), DType::F64);
+        t.data<double>()[0] = std::numeric_limits<double>::quiet_NaN();
+        return add(y, Var(t.to(y.value().dtype()).to(y.value().device())));
+      });
+    }
+    if (sync_free) {
+      const std::vector<Tensor> losses = queue_forward_backward(s);
+      if (poison_act || spike_act) model->set_activation_transform(prev_act);
+      // Step s - 1's gate, read now that step s is queued behind it.
+      if (pending) ++res.late_gate_reads;
+      if (pending && !read_pending()) {
+        s = st.step - 1;  // rolled back: the loop's ++s makes it the checkpoint's step
+        continue;
+      }
+      const bool poison_loss = fault_now("inf_loss", faults.inf_loss, s + 1);
+      const StepGate gate = check_step(params, losses, clip, poison_loss);
+      clip_by_gate(params, gate);
+      o.opt->step_gated(lr, gate.applied());
+      gate_reader.start(gate);
+      pending = StepDone{s, lr, 0, 0, true, false, t0};
+      // The host acts after some steps (evaluate, save, a hook, a signal):
+      // it reads their gate at once.
+      const bool drain = drain_after(s + 1);
+      if (drain && !read_pending()) {
+        s = st.step - 1;
+        continue;
+      }
+      train_s += seconds_since(t0);
+      st.elapsed_s += seconds_since(t0);
+      if (!drain) continue;
+    } else {
+      double loss = forward_backward(s);
+      if (poison_act || spike_act) model->set_activation_transform(prev_act);
+      double gnorm = std::numeric_limits<double>::quiet_NaN();
+      bool usable = std::isfinite(loss);
+      if (usable && o.sam) {
+        // A non-finite gradient at w cannot define SAM's ascent: it is this
+        // step's bad gradient norm, handled below like any other.
+        const double g0 = grad_norm(params);
+        if (!std::isfinite(g0)) {
+          gnorm = g0;
+          usable = false;
+        }
+      }
+      if (usable && o.sam) {
+        o.sam->ascend(r.get_float("optim.rho"));
+        o.opt->zero_grad();
+        forward_backward(s);  // the gradient at w + e; the logged loss stays L(w)
+      }
+      if (usable) gnorm = clip > 0 ? clip_grad_norm(params, clip) : grad_norm(params);
+      if (!finish(StepDone{s, lr, loss, gnorm, false, false, t0})) {
+        s = st.step - 1;  // rolled back: the loop's ++s makes it the checkpoint's step
+        continue;
+      }
     }
     const bool last = st.step == steps;
     if (!last && eval_every > 0 && st.step % eval_every == 0) run_eval(st.step);

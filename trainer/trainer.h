@@ -80,6 +80,7 @@ struct TrainResult {
   int64_t events = 0;          // bad steps seen (non-finite or spike), whatever the action
   bool interrupted = false;    // ended by hooks.after_step or a signal
   int stop_signal = 0;         // SIGINT / SIGTERM that ended the run (checkpoint saved), else 0
+  int64_t late_gate_reads = 0; // train.sync_free: steps whose checks were read after the next was queued
 };
 
 TrainResult run_training(const Recipe& recipe, const TrainerHooks& hooks = {});

@@ -10,6 +10,9 @@
 #            PROBE_EVERY steps (evaluation + INT4/INT8 probe)
 #   plain    the same without evaluation or probe (until the last step)
 #   qat      plain with INT4 QAT on (quant.scheme=int4_probe)
+#   hostsync plain with train.sync_free=false: the host reads each step's
+#            loss and gradient norm before queueing the next (what the
+#            sync-free steps that plain runs by default save)
 #   audit1 / audit3   ./probe recipes/pythia160m_audit.yaml over 1 and 3
 #            checkpoints of AUDIT_WINDOWS x 2048 tokens (WikiText-2's test
 #            split is about 140 windows with Pythia's tokenizer)
@@ -95,6 +98,10 @@ echo "== qat: the same with INT4 QAT"
 t_qat=$(timed qat "$train" recipes/pythia160m_int4.yaml "${common[@]}" "${init[@]}" run.name=qat \
   train.steps="$steps" train.save_every="$steps" train.eval_every=0 quant.probe_every=0 quant.scheme=int4_probe)
 
+echo "== hostsync: plain with host-synchronised steps (train.sync_free=false)"
+t_host=$(timed hostsync "$train" recipes/pythia160m_int4.yaml "${common[@]}" "${init[@]}" run.name=hostsync \
+  train.steps="$steps" train.save_every="$steps" train.eval_every=0 quant.probe_every=0 train.sync_free=false)
+
 echo "== audit over 1 and 3 checkpoints of $windows windows"
 # Pythia step directories hold only config.json and model.safetensors (the
 # step is then the number in the name), as these copies do.
@@ -108,12 +115,12 @@ t_a1=$(timed audit1 "$probe" recipes/pythia160m_audit.yaml "${audit[@]}" audit.c
 t_a3=$(timed audit3 "$probe" recipes/pythia160m_audit.yaml "${audit[@]}" audit.checkpoints="$work/ckpts" \
   audit.out="$work/audit3")
 
-python3 - "$work/runs" "$out" "$steps" "$probe_every" "$t_fork" "$t_plain" "$t_qat" "$t_a1" "$t_a3" "$device" <<'PY'
+python3 - "$work/runs" "$out" "$steps" "$probe_every" "$t_fork" "$t_plain" "$t_qat" "$t_a1" "$t_a3" "$device" "$t_host" <<'PY'
 import json, sys
 runs, out = sys.argv[1], sys.argv[2]
 steps, every = int(sys.argv[3]), int(sys.argv[4])
 t_fork, t_plain, t_qat, t_a1, t_a3 = map(float, sys.argv[5:10])
-device = sys.argv[10]
+device, t_host = sys.argv[10], float(sys.argv[11])
 def step_seconds(run):
     # Training time per step from the trainer's own clock (elapsed_s counts
     # the steps only), past a warm-up of a tenth of the run.
@@ -122,7 +129,7 @@ def step_seconds(run):
     w = max(1, len(recs) // 10)
     a, b = recs[w - 1], recs[-1]
     return (b["elapsed_s"] - a["elapsed_s"]) / (b["step"] - a["step"])
-s_plain, s_qat = step_seconds("plain"), step_seconds("qat")
+s_plain, s_qat, s_host = step_seconds("plain"), step_seconds("qat"), step_seconds("hostsync")
 n_probes = steps // every
 probe = (t_fork - t_plain) / max(n_probes - 1, 1)  # the plain run also probes once, at the end
 startup = t_plain - steps * s_plain - probe
@@ -132,6 +139,7 @@ qat_run = startup + 2000 * s_qat + 40 * probe
 audit154 = t_a1 - per_ckpt + 154 * per_ckpt
 res = dict(device=device, steps=steps, probe_every=every, wall_fork=t_fork, wall_plain=t_plain, wall_qat=t_qat,
            wall_audit1=t_a1, wall_audit3=t_a3, step_s=s_plain, step_qat_s=s_qat, probe_s=probe,
+           wall_hostsync=t_host, step_hostsync_s=s_host,
            startup_s=startup, audit_ckpt_s=per_ckpt, fork_run_s=fork_run, qat_fork_run_s=qat_run,
            experiment_9_s=9 * fork_run, qat_experiment_9_more_s=9 * qat_run, audit_154_s=audit154)
 json.dump(res, open(f"{out}/repro_times.json", "w"), indent=1)
@@ -139,7 +147,8 @@ m = lambda s: f"{s / 60:.1f} min" if s < 5400 else f"{s / 3600:.2f} h"
 print(f"""
 measured ({device}): {steps}-step fork {t_fork:.1f} s ({n_probes} evaluations + probes), without them {t_plain:.1f} s, with QAT {t_qat:.1f} s;
   audit of 1 checkpoint {t_a1:.1f} s, of 3 {t_a3:.1f} s
-per unit: training step {s_plain:.3f} s (QAT {s_qat:.3f} s), evaluation + probe {probe:.1f} s,
+per unit: training step {s_plain:.3f} s (QAT {s_qat:.3f} s; host-synchronised {s_host:.3f} s, sync-free saves {1 - s_plain / s_host:.1%}),
+  evaluation + probe {probe:.1f} s,
   start-up {startup:.1f} s, audited checkpoint {per_ckpt:.1f} s
 | what | arithmetic | time |
 | --- | --- | --- |

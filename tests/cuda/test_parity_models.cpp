@@ -26,7 +26,7 @@ TEST_CASE("cuda parity with transformers: GPT-NeoX, sequential residual") {
 
 TEST_CASE("cuda parity with transformers: GPT-2") { check_model_parity("gpt2", Device::cuda()); }
 
-TEST_CASE("cuda models: make_model gives the CPU's model; cached generation agrees") {
+TEST_CASE("cuda models: make_model gives the CPU's model and cached generation agrees") {
   for (const char* preset : {"pythia-14m", "gpt2"}) {
     INFO(preset);
     ModelConfig c = ModelConfig::preset(preset);
