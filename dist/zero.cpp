@@ -130,6 +130,11 @@ void ShardedOptimizer::step(double lr) {
   broadcast_params();
 }
 
+void ShardedOptimizer::step_gated(double lr, const Tensor& applied) {
+  base_->step_gated(lr, applied);
+  broadcast_params();
+}
+
 // One broadcast per owner: its tensors' bytes, in table order, packed into
 // one host buffer. CUDA tensors are staged through host memory (a copy each
 // way); correct on any backend the Communicator has, not the fast path.

@@ -68,6 +68,12 @@ class ShardedOptimizer final : public Optimizer {
   // Collective: steps this rank's tensors, then broadcasts every tensor from
   // its owner. Every rank must call it with the same lr.
   void step(double lr) override;
+  // The base optimizer's gated step (optim/step_gate.h) on this rank's
+  // tensors, then the same broadcast (a dropped step broadcasts unchanged
+  // weights); settle is the base's.
+  bool supports_gated_step() const override { return base_->supports_gated_step(); }
+  void step_gated(double lr, const Tensor& applied) override;
+  void settle(bool applied) override { base_->settle(applied); }
   // Collective: the full state, identical to the unsharded optimizer's (same
   // names, order, dtypes and values), on every rank, as CPU tensors.
   NamedTensors state() const override;

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <limits>
 
+#include "autograd/ops/elementwise.h"
 #include "cuda/optim.h"
 #include "cuda/runtime.h"
 
@@ -87,6 +88,11 @@ void clip_by_gate(const std::vector<NamedParam>& params, const StepGate& gate) {
         });
     if (!g.shares_storage(p.var.grad())) p.var.impl()->grad.copy_(g);
   }
+}
+
+Var nan_grads_unless_finite(const Var& loss) {
+  const Tensor one_or_nan = affine(binary(loss.value(), loss.value(), BinaryOp::SUB), 1.0, 1.0);
+  return mul(loss, Var(one_or_nan));
 }
 
 struct GateReader::Impl {

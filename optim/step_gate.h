@@ -47,6 +47,14 @@ StepGate check_step(const std::vector<NamedParam>& params, const std::vector<Ten
 // g *= factor for every grad, where factor < 1 (read on the device).
 void clip_by_gate(const std::vector<NamedParam>& params, const StepGate& gate);
 
+// The loss to call backward() on in a sync-free step on several ranks:
+// loss x (loss - loss + 1), the factor a constant that is exactly 1 for a
+// finite loss (the bits of loss.backward()) and NaN otherwise, so a
+// non-finite loss on one rank makes every rank's all-reduced gradient
+// non-finite and closes every rank's gate alike (the host path decides
+// from the loss averaged over the ranks instead).
+Var nan_grads_unless_finite(const Var& loss);
+
 struct StepOutcome {
   double loss = 0, grad_norm = 0;
   bool applied = false;

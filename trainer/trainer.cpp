@@ -255,8 +255,7 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
   // on the device are the non-finite ones and clipping; anything else the
   // host must decide before the update.
   std::string host_decides;
-  if (W > 1) host_decides = "more than one process (the loss is averaged on the host)";
-  else if (o.sam) host_decides = "optim.name sam (its ascent needs the gradient norm first)";
+  if (o.sam) host_decides = "optim.name sam (its ascent needs the gradient norm first)";
   else if (!o.opt->supports_gated_step()) host_decides = "an optimizer without a gated step";
   else if (scaled) host_decides = "run.precision f16 (its loss scale is managed on the host)";
   else if (r.get_float("train.spike_factor") > 0) host_decides = "train.spike_factor > 0 (a spike is judged before the update)";
@@ -370,8 +369,13 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
         reducer->begin(grad_scale);
         ready.emplace([&](VarImpl& leaf) { reducer->grad_ready(leaf); });
       }
-      if (loss_scale != 1.0) scale(loss, loss_scale).backward();
-      else loss.backward();
+      if (loss_scale != 1.0) {
+        scale(loss, loss_scale).backward();
+      } else if (sync_free && W > 1) {
+        nan_grads_unless_finite(loss).backward();  // every rank's gate closes alike
+      } else {
+        loss.backward();
+      }
       ready.reset();
       losses.push_back(loss.value());
       if (hooks.after_backward) hooks.after_backward(s, params);
@@ -753,11 +757,22 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
     d.loss = out.loss;
     d.gnorm = out.grad_norm;
     d.applied_on_device = out.applied;
+    if (W > 1) {
+      // The gate holds this rank's mean loss: the mean over ranks as the
+      // host path forms it. The norm is every rank's (all-reduced grads);
+      // the host path does not compute it under a non-finite loss.
+      comm.allreduce_sum(&d.loss, 1);
+      d.loss /= double(W);
+      if (!std::isfinite(d.loss)) d.gnorm = std::numeric_limits<double>::quiet_NaN();
+    }
     return finish(d);
   };
+  // The same answer on every rank: the stop signal is rank 0's.
   auto drain_after = [&](int64_t step) {
-    return step == steps || (eval_every > 0 && step % eval_every == 0) ||
-           (save_every > 0 && step % save_every == 0) || bool(hooks.after_step) || pending_stop_signal() != 0 ||
+    int sig = pending_stop_signal();
+    if (W > 1) comm.broadcast(&sig, sizeof sig, 0);
+    return sig != 0 || step == steps || (eval_every > 0 && step % eval_every == 0) ||
+           (save_every > 0 && step % save_every == 0) || bool(hooks.after_step) ||
            faults.truncate_data == step || faults.kill_at_step == step || faults.sigterm_at_step == step;
   };
   for (int64_t s = st.step; s < steps; ++s) {

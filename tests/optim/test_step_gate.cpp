@@ -6,7 +6,9 @@
 //   - a gated optimizer step with the gate open is step(); with it closed
 //     plus settle(false) it is as if the step had never been taken (params,
 //     every state tensor, and the step counts of the steps after it), for
-//     AdamW, SGD with momentum and Muon, including a dropped first step.
+//     AdamW, SGD with momentum and Muon, including a dropped first step;
+//   - nan_grads_unless_finite: the grads of loss.backward() bit for bit
+//     under a finite loss, all NaN under an infinite or NaN one.
 // The CUDA kernels are compared with these on a GPU
 // (tests/cuda/test_parity_step_gate.cpp); the trainer's two paths with each
 // other in tests/trainer/test_sync_free.cpp.
@@ -17,6 +19,10 @@
 #include <limits>
 #include <memory>
 
+#include "autograd/ops/elementwise.h"
+#include "autograd/ops/matmul.h"
+#include "autograd/ops/reduce.h"
+#include "autograd/ops/softmax.h"
 #include "optim/adamw.h"
 #include "optim/muon.h"
 #include "optim/sgd.h"
@@ -189,4 +195,24 @@ TEST_CASE("step gate: optimizers without a gated step refuse it by name") {
   CHECK(!plain.supports_gated_step());
   CHECK_THROWS_WITH_AS(plain.step_gated(0.1, gate_of(1.0)), doctest::Contains("no sync-free (gated) step"),
                        Error);
+}
+
+TEST_CASE("step gate: nan_grads_unless_finite keeps a finite loss's grads and poisons a non-finite one's") {
+  const Tensor w0 = rand({7, 5}, 11, DType::F32), x = randn({3, 7}, 12, DType::F32);
+  // loss = 0.75 sum(softmax(x w)^2) + offset: an infinite or NaN offset, a
+  // constant, makes the loss non-finite while its gradient stays finite.
+  auto grads_of = [&](double offset, bool guarded) {
+    Var w(w0.clone(), true, "w");
+    const Var y = softmax(matmul(Var(x), w));
+    const Var base = scale(sum(mul(y, y)), 0.75);
+    const Var loss = add(base, Var(Tensor::full(base.value().shape(), offset, DType::F32)));
+    if (guarded) nan_grads_unless_finite(loss).backward();
+    else loss.backward();
+    return w.grad();
+  };
+  CHECK(same_bits(grads_of(0.0, true), grads_of(0.0, false)));
+  for (double bad : {double(INFINITY), double(NAN)}) {
+    for (double v : grads_of(bad, false).to_vector()) CHECK(std::isfinite(v));  // what the guard is for
+    for (double v : grads_of(bad, true).to_vector()) CHECK(std::isnan(v));
+  }
 }

@@ -22,6 +22,12 @@
 # backward runs) with grad_accum 2 on each rank, f16 loss scaling, and SAM
 # with ZeRO-1 (two backward passes a step), on and off give the same bits.
 #
+# Sync-free steps (train.sync_free, optim/step_gate.h) on 2 ranks: the gate
+# decided on each rank's device from the all-reduced grads, each step's
+# loss averaged over the ranks on the host a step late. The same bits as
+# one process again, with ZeRO-1 too, and with a NaN gradient skipped the
+# same run as the host-synchronised steps.
+#
 #   train_mpi.sh MPIRUN_LOCAL_SH MPIEXEC GRIDLOCK_TRAIN SOURCE_DIR WORK_DIR
 set -euo pipefail
 mpirun_local="$1" mpiexec="$2" train="$3" src="$4" work="$5"
@@ -114,3 +120,19 @@ run2 single_then_zero --resume data.grad_accum=1 optim.zero_stage=1
 resumed single_then_zero
 same_run single single_then_zero
 echo "PASS: ZeRO-1 checkpoints resume without ZeRO on 1 process, and unsharded ones with ZeRO-1 on 2 ranks, bit-identically"
+
+sync_free() {  # NAME: the log says the steps were sync-free
+  grep -q "step checks on the device" "$1.log" || { cat "$1.log"; echo "FAIL: $1 did not run sync-free steps"; exit 1; }
+}
+run2 sf data.grad_accum=1 train.sync_free=true
+sync_free sf
+same_run single sf
+run2 sf_zero data.grad_accum=1 optim.zero_stage=1 train.sync_free=true
+sync_free sf_zero
+same_run single sf_zero
+GRIDLOCK_FAULT=nan_grad:3 run2 sf_nan data.grad_accum=1 train.on_nonfinite=skip train.sync_free=true
+sync_free sf_nan
+GRIDLOCK_FAULT=nan_grad:3 run2 host_nan data.grad_accum=1 train.on_nonfinite=skip train.sync_free=false
+same_run host_nan sf_nan
+grep -q '"skipped": *true' runs/sf_nan/metrics.jsonl || { echo "FAIL: sf_nan skipped no step"; exit 1; }
+echo "PASS: sync-free steps on 2 ranks == 1 process (also with ZeRO-1), and == host-synchronised steps with a NaN gradient skipped"
