@@ -150,7 +150,8 @@ TEST_CASE("step gate: a closed gate plus settle(false) is a step never taken (ad
       {"muon", [](const std::vector<NamedParam>& p) { return std::make_unique<Muon>(p); }},
   };
   for (const auto& [name, make] : makers) {
-    CAPTURE(name);
+    const std::string label = name;  // a copy: clang 14 cannot capture a structured binding
+    CAPTURE(label);
     REQUIRE(make(make_params())->supports_gated_step());
     // The reference takes steps with grads 1, 3, 4; the gated optimizer
     // is also offered grads 2 (dropped) between them.

@@ -208,7 +208,8 @@ TEST_CASE("sync-free steps: train.sync_free true refuses what the host must deci
       {{"run.precision=f16"}, "run.precision f16"},
   };
   for (const auto& [ov, what] : refused) {
-    CAPTURE(what);
+    const std::string key = what;  // a copy: clang 14 cannot capture a structured binding
+    CAPTURE(key);
     std::vector<std::string> o = ov;
     o.push_back("train.sync_free=true");
     const std::string e = error_of([&] { run_training(Recipe::parse(yaml, "sync_free.yaml", o), quiet()); });
