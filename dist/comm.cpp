@@ -7,6 +7,7 @@
 //   - MPI counts are ints: large buffers go in chunks of at most 2^30
 //     elements, each chunk its own reduce + broadcast.
 #include "dist/comm.h"
+#include "dist/tcp.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -55,7 +56,7 @@ int launcher_world_size() {
 }
 
 int launcher_local_rank() {
-  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"}) {
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID", "LOCAL_RANK"}) {
     const char* v = std::getenv(name);
     if (!v) continue;
     char* end = nullptr;
@@ -184,6 +185,14 @@ namespace {
 
 std::unique_ptr<Communicator> make_world() {
   const int launcher_size = launcher_world_size();
+  if (launcher_size == 0) {
+    // Not mpirun: torchrun's variables, if any, ask for the tcp backend.
+    const TcpLaunch t = tcp_launch_from_env();
+    if (t.world_size > 1) {
+      const char* e = std::getenv("GRIDLOCK_TCP_TIMEOUT");
+      return make_tcp_communicator(t, e ? std::max(1.0, std::atof(e)) : 120.0);
+    }
+  }
   if (choose_backend(launcher_size, GRIDLOCK_HAVE_MPI != 0) == "single")
     return std::make_unique<SingleCommunicator>();
 #if GRIDLOCK_HAVE_MPI

@@ -14,6 +14,11 @@
 //             build found MPI (GRIDLOCK_HAVE_MPI). Started with several ranks
 //             in a build without MPI is an error: never N independent runs
 //             that each believe they are alone.
+//   "tcp"     a star over TCP sockets (dist/tcp.h), when started without an
+//             MPI launcher but with torchrun's RANK / WORLD_SIZE / LOCAL_RANK /
+//             MASTER_ADDR / MASTER_PORT (torchrun --no-python, or
+//             scripts/launch_local.sh): for machines without MPI, such as
+//             the lent GPU machines. The same bits as "mpi".
 //
 // Determinism: allreduce_sum is a reduce to rank 0 followed by a broadcast of
 // rank 0's result, so every rank holds the same bits by construction. The
@@ -91,8 +96,8 @@ Communicator& world();
 // Throws on a value that is not a positive integer.
 int launcher_world_size();
 // This process's rank among the ranks on its node (OMPI_COMM_WORLD_LOCAL_RANK,
-// else MPI_LOCALRANKID (MPICH/Hydra), else SLURM_LOCALID), or 0 when no
-// launcher said. Throws on a value that is not a non-negative integer.
+// else MPI_LOCALRANKID (MPICH/Hydra), else SLURM_LOCALID, else torchrun's
+// LOCAL_RANK), or 0 when no launcher said. Throws on a value that is not a non-negative integer.
 int launcher_local_rank();
 // The GPU a data-parallel rank trains on: local_rank modulo the visible
 // GPUs (ranks share GPUs round-robin when there are more ranks than GPUs).

@@ -15,7 +15,8 @@
 #             AdamW, fake_quantize's bf16/f16 shadow, the sync-free step's
 #             gate and gated updates), racecheck on the
 #             attention ones
-#   e2e       tests/trainer/e2e/train_cuda.sh: ./train on cuda vs cpu, f32 and bf16
+#   e2e       tests/trainer/e2e/train_cuda.sh: ./train on cuda vs cpu, f32 and bf16;
+#             tests/trainer/e2e/train_tcp.sh: 2 processes on the GPU == 1
 #   bench     bench/gpu/run.sh: Pythia-160m training vs the PyTorch peers
 #   repro     bench/gpu/repro_times.sh: the reproduction's run times
 # What comes back in $OUT (the device tool returns at most 8 files):
@@ -92,7 +93,10 @@ for s in "${steps[@]}"; do
         -tc="*attention*" ;;
     e2e)
       run_step e2e 300 env GRIDLOCK_CORPUS_CACHE="$carry/cache" \
-        tests/trainer/e2e/train_cuda.sh "$carry/apps/gridlock_train" "$root" "$work/e2e" ;;
+        tests/trainer/e2e/train_cuda.sh "$carry/apps/gridlock_train" "$root" "$work/e2e"
+      # 2 processes on the one GPU (tcp backend, no MPI here) == 1 process.
+      run_step e2e_tcp 240 env GRIDLOCK_CORPUS_CACHE="$carry/cache" DEVICE=cuda \
+        tests/trainer/e2e/train_tcp.sh "$carry/apps/gridlock_train" "$root" "$work/e2e_tcp" ;;
     bench)
       if [[ $parity_ok == no ]]; then echo "bench: skipped (parity failed)" | tee -a "$work/summary.txt"; continue; fi
       run_step bench 420 env OUT_DIR="$work/bench" SKIP_PARITY=$([[ $parity_ok == yes ]] && echo 1 || echo 0) \
