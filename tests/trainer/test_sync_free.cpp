@@ -10,6 +10,7 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -219,4 +220,31 @@ TEST_CASE("sync-free steps: train.sync_free true refuses what the host must deci
   // auto on the CPU, and with any of those, trains host-synchronised.
   std::vector<std::string> o = {"optim.name=sam", "train.steps=3", "run.name=auto"};
   CHECK(run_training(Recipe::parse(yaml, "sync_free.yaml", o), quiet()).late_gate_reads == 0);
+}
+
+TEST_CASE("sync-free steps: a stop signal between reads saves the step it arrived in, and resumes bit-exactly") {
+  Dir d;
+  const std::string yaml = base_recipe(d);
+  auto parse = [&](std::vector<std::string> ov) { return Recipe::parse(yaml, "sync_free.yaml", ov); };
+  for (const char* sf : {"false", "true"}) {
+    const std::string mode = sf;
+    CAPTURE(mode);
+    const std::string flag = std::string("train.sync_free=") + sf;
+    const TrainResult straight = run_training(parse({"run.name=straight-" + mode, flag}), quiet());
+    // SIGTERM during step 6's backward (eval and saves are at 4 and 8, so a
+    // sync-free run has not read step 5's gate yet): the run must finish
+    // step 6, save it and stop.
+    TrainerHooks h = quiet();
+    h.after_backward = [](int64_t s, const std::vector<NamedParam>&) {
+      if (s + 1 == 6) std::raise(SIGTERM);
+    };
+    const TrainResult stopped = run_training(parse({"run.name=sig-" + mode, flag}), h);
+    CHECK(stopped.stop_signal == SIGTERM);
+    CHECK(stopped.steps == 6);
+    CHECK(fs::exists(stopped.run_dir + "/checkpoints/step-00000006"));
+    if (mode == "true") CHECK(stopped.late_gate_reads > 0);
+    const TrainResult resumed = run_training(parse({"run.name=sig-" + mode, flag, "train.resume=true"}), quiet());
+    CHECK(resumed.steps == 9);
+    check_same_checkpoint(straight.run_dir + "/checkpoints/step-00000009", resumed.run_dir + "/checkpoints/step-00000009");
+  }
 }
