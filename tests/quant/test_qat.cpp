@@ -462,7 +462,8 @@ TEST_CASE("QAT under bf16 and f16: the fake-quant shadow leaves loss and gradien
       set_fake_quant_shadow(start_up);
       CHECK(fused.loss == composed.loss);
       for (const auto& [name, g] : fused.grads) {
-        CAPTURE(name);
+        const std::string param = name;  // a copy: clang 14 cannot capture a structured binding
+        CAPTURE(param);
         CHECK(g == composed.grads.at(name));
       }
       // Each quantized weight is read from its shadow by the forward product
