@@ -178,7 +178,8 @@ __global__ void scale_below_one_kernel(T* x, const double* factor, int64_t n) {
 template <class T>
 __global__ void step_check_kernel(double* out, const double* partials, const int64_t* block_end,
                                   int n_tensors, const T* losses, int n_losses, double max_norm,
-                                  bool poison_loss) {
+                                  bool poison_loss, double* spike, int64_t spike_len,
+                                  double spike_factor) {
   extern __shared__ double per_tensor[];
   for (int k = threadIdx.x; k < n_tensors; k += blockDim.x) {
     double acc = 0.0;
@@ -201,6 +202,21 @@ __global__ void step_check_kernel(double* out, const double* partials, const int
     if (applied && max_norm > 0) {
       const double coef = __ddiv_rn(max_norm, __dadd_rn(norm, 1e-6));
       if (coef < 1.0) factor = coef;
+    }
+  }
+  if (applied && spike) {
+    int64_t count = int64_t(spike[0]);
+    double mean = 0.0;
+    for (int64_t i = 0; i < count; ++i) mean = __dadd_rn(mean, spike[1 + i]);
+    mean = __ddiv_rn(mean, double(count > 1 ? count : 1));
+    if (count == spike_len && loss > __dmul_rn(spike_factor, mean)) applied = false;
+    if (applied) {
+      if (count == spike_len) {
+        for (int64_t i = 1; i < count; ++i) spike[i] = spike[i + 1];
+        --count;
+      }
+      spike[1 + count] = loss;
+      spike[0] = double(count + 1);
     }
   }
   out[0] = loss;
@@ -327,13 +343,15 @@ void scale_below_one(T* x, const double* factor, int64_t n) {
 
 template <class T>
 void step_check(double* out, const double* partials, const int64_t* block_end, int n_tensors,
-                const T* losses, int n_losses, double max_norm, bool poison_loss) {
+                const T* losses, int n_losses, double max_norm, bool poison_loss, double* spike,
+                int64_t spike_len, double spike_factor) {
   GL_CHECK(n_losses >= 1, "step_check: no loss");
   // The per-tensor sums live in the kernel's dynamic shared memory.
   const size_t shared = size_t(n_tensors) * sizeof(double);
   GL_CHECK(shared <= 48 * 1024, "step_check: ", n_tensors, " gradient tensors, more than 6144");
   step_check_kernel<T><<<1, kThreads, shared, current_stream()>>>(out, partials, block_end, n_tensors,
-                                                                  losses, n_losses, max_norm, poison_loss);
+                                                                  losses, n_losses, max_norm, poison_loss,
+                                                                  spike, spike_len, spike_factor);
   CUDA_CHECK_LAUNCH("step_check_kernel");
 }
 
@@ -359,7 +377,8 @@ void sum_squares_partials(double* partials, const T* x, const T* w, int64_t n) {
   template void muon_apply<T>(T*, const T*, double, bool, double, int64_t, const double*);           \
   template void muon_ns_divisor<T>(T*, const T*, int64_t);                                           \
   template void scale_below_one<T>(T*, const double*, int64_t);                                      \
-  template void step_check<T>(double*, const double*, const int64_t*, int, const T*, int, double, bool); \
+  template void step_check<T>(double*, const double*, const int64_t*, int, const T*, int, double, bool, \
+                              double*, int64_t, double);                                            \
   template void sam_perturbation<T>(T*, const T*, const T*, double, bool, int64_t);             \
   template void scale_<T>(T*, double, int64_t);                                                 \
   template void sum_squares_partials<T>(double*, const T*, const T*, int64_t);

@@ -104,8 +104,13 @@ void sum_squares_partials(double* partials, const T* x, const T* w, int64_t n);
 //           when applied, max_norm > 0 and that is < 1, else 1
 // out = {loss, norm, applied (1/0), factor}. One thread per tensor sums
 // its partials, then one thread the tensors: the same additions as the host.
+// spike (nullable): the spike detector's window {count, oldest ..., newest}
+// of at most spike_len accepted losses; a full window whose mean (added
+// oldest first) times spike_factor the loss exceeds closes the gate, and
+// an applied step's loss joins the window (the oldest leaving a full one).
 template <class T>
 void step_check(double* out, const double* partials, const int64_t* block_end, int n_tensors,
-                const T* losses, int n_losses, double max_norm, bool poison_loss);
+                const T* losses, int n_losses, double max_norm, bool poison_loss, double* spike = nullptr,
+                int64_t spike_len = 0, double spike_factor = 0);
 
 }  // namespace gl::cuda

@@ -2,6 +2,7 @@
 #include "optim/step_gate.h"
 
 #include <cmath>
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -23,7 +24,7 @@ std::vector<Tensor> defined_grads(const std::vector<NamedParam>& params) {
 // The host path's arithmetic (trainer: forward_backward's mean loss, then
 // clip_grad_norm or grad_norm), for CPU tensors.
 StepGate check_on_host(const std::vector<NamedParam>& params, const std::vector<Tensor>& losses,
-                       double max_norm, bool poison_loss) {
+                       double max_norm, bool poison_loss, SpikeWindow* spike) {
   double loss = 0;
   for (const Tensor& l : losses) loss += l.item();
   loss /= double(losses.size());
@@ -35,13 +36,41 @@ StepGate check_on_host(const std::vector<NamedParam>& params, const std::vector<
     applied = std::isfinite(norm);
     if (applied && max_norm > 0) factor = std::min(1.0, max_norm / (norm + 1e-6));
   }
+  if (applied && spike) {
+    // The trainer's host path: the mean of the window, oldest first.
+    std::vector<double> recent = spike_window_losses(*spike);
+    double mean = 0;
+    for (double x : recent) mean += x;
+    mean /= double(std::max<size_t>(recent.size(), 1));
+    if (int64_t(recent.size()) == spike->window && loss > spike->factor * mean) applied = false;
+    if (applied) {
+      recent.push_back(loss);
+      if (int64_t(recent.size()) > spike->window) recent.erase(recent.begin());
+      *spike = make_spike_window(recent, spike->window, spike->factor, Device::cpu());
+    }
+  }
   return {Tensor::from_vector({loss, norm, applied ? 1.0 : 0.0, factor}, {4}, DType::F64)};
 }
 
 }  // namespace
 
+SpikeWindow make_spike_window(const std::vector<double>& recent, int64_t window, double factor, Device device) {
+  GL_CHECK(window >= 1 && factor > 0, "spike window: needs window >= 1 and factor > 0, got ", window, " and ",
+           factor);
+  std::vector<double> v(size_t(window) + 1, 0.0);
+  const size_t keep = std::min(recent.size(), size_t(window));
+  v[0] = double(keep);
+  std::copy(recent.end() - std::ptrdiff_t(keep), recent.end(), v.begin() + 1);
+  return {Tensor::from_vector(v, {window + 1}, DType::F64).to(device), window, factor};
+}
+
+std::vector<double> spike_window_losses(const SpikeWindow& w) {
+  const std::vector<double> v = w.values.to_vector_as<double>();
+  return std::vector<double>(v.begin() + 1, v.begin() + 1 + std::ptrdiff_t(v[0]));
+}
+
 StepGate check_step(const std::vector<NamedParam>& params, const std::vector<Tensor>& losses,
-                    double max_norm, bool poison_loss) {
+                    double max_norm, bool poison_loss, SpikeWindow* spike) {
   GL_CHECK(!losses.empty(), "check_step: no loss");
   GL_CHECK(max_norm >= 0, "check_step: max_norm must be >= 0, got ", max_norm);
   const Device device = losses[0].device();
@@ -52,7 +81,10 @@ StepGate check_step(const std::vector<NamedParam>& params, const std::vector<Ten
   for (const Tensor& g : grads)
     GL_CHECK(g.device() == device, "check_step: gradient ", g.describe(), " is not on the losses' device ",
              device.name());
-  if (!device.is_cuda()) return check_on_host(params, losses, max_norm, poison_loss);
+  GL_CHECK(!spike || (spike->values.device() == device && spike->values.numel() == spike->window + 1),
+           "check_step: the spike window ", spike ? spike->values.describe() : "", " does not fit the losses' device ",
+           device.name());
+  if (!device.is_cuda()) return check_on_host(params, losses, max_norm, poison_loss, spike);
   StepGate gate{Tensor::empty({4}, DType::F64, device)};
 #if GRIDLOCK_CUDA
   cuda::DeviceGuard guard(device.index);
@@ -65,7 +97,9 @@ StepGate check_step(const std::vector<NamedParam>& params, const std::vector<Ten
       [&](auto tag) {
         using T = decltype(tag);
         cuda::step_check<T>(gate.values.data<double>(), sq.partials.data<double>(), ends.data<int64_t>(),
-                            int(grads.size()), stacked.data<T>(), int(losses.size()), max_norm, poison_loss);
+                            int(grads.size()), stacked.data<T>(), int(losses.size()), max_norm, poison_loss,
+                            spike ? spike->values.data<double>() : nullptr, spike ? spike->window : 0,
+                            spike ? spike->factor : 0.0);
       });
 #endif
   return gate;

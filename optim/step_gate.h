@@ -33,6 +33,21 @@
 
 namespace gl {
 
+// The loss-spike detector (train.spike_factor) on the device: the last
+// `window` accepted losses, oldest first, behind their count: F64
+// [1 + window] on the gate's device. check_step judges the step's loss
+// against their mean exactly as the trainer's host path does (a full
+// window, loss > factor x mean, the mean added oldest first) and appends
+// an applied step's loss.
+struct SpikeWindow {
+  Tensor values;
+  int64_t window = 0;
+  double factor = 0;
+};
+// The host's window (the newest `window` entries of `recent`) on `device`.
+SpikeWindow make_spike_window(const std::vector<double>& recent, int64_t window, double factor, Device device);
+std::vector<double> spike_window_losses(const SpikeWindow& w);  // back on the host, oldest first
+
 struct StepGate {
   Tensor values;  // F64 [4]: loss, norm, applied, factor (see above)
   Tensor applied() const { return values.narrow(0, 2, 1); }
@@ -40,9 +55,10 @@ struct StepGate {
 
 // losses: the micro-batches' scalar losses (one dtype, on the grads'
 // device). max_norm 0: no clipping. poison_loss: the loss is taken as +inf
-// (GRIDLOCK_FAULT=inf_loss).
+// (GRIDLOCK_FAULT=inf_loss). spike: the detector's window, or null; a
+// spike closes the gate too.
 StepGate check_step(const std::vector<NamedParam>& params, const std::vector<Tensor>& losses,
-                    double max_norm, bool poison_loss = false);
+                    double max_norm, bool poison_loss = false, SpikeWindow* spike = nullptr);
 
 // g *= factor for every grad, where factor < 1 (read on the device).
 void clip_by_gate(const std::vector<NamedParam>& params, const StepGate& gate);

@@ -146,8 +146,8 @@ std::vector<RecipeKey> build_schema() {
       choice("train.sync_free", {"auto", "true", "false"},
              "decide each step's clipping and non-finite check on the device and read the loss one step "
              "late, so the host queues the next step instead of waiting for this one (optim/step_gate.h; the same numbers). auto: on "
-             "for run.device cuda when the run allows it (adamw/sgd/muon, no f16 loss scaling, spike "
-             "detector or weight averaging) unless GRIDLOCK_SYNC_FREE=0"),
+             "for run.device cuda when the run allows it (adamw/sgd/muon, no f16 loss scaling or weight "
+             "averaging, no spike detector on several processes) unless GRIDLOCK_SYNC_FREE=0"),
       choice("train.on_nonfinite", {"stop", "skip", "rollback"},
              "a non-finite loss or gradient: stop naming the step, skip that step, or roll back to the last "
              "checkpoint and lower the learning rate (event in metrics.jsonl and the report)"),

@@ -258,7 +258,8 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
   if (o.sam) host_decides = "optim.name sam (its ascent needs the gradient norm first)";
   else if (!o.opt->supports_gated_step()) host_decides = "an optimizer without a gated step";
   else if (scaled) host_decides = "run.precision f16 (its loss scale is managed on the host)";
-  else if (r.get_float("train.spike_factor") > 0) host_decides = "train.spike_factor > 0 (a spike is judged before the update)";
+  else if (r.get_float("train.spike_factor") > 0 && W > 1)
+    host_decides = "train.spike_factor > 0 on several processes (a spike is judged on the loss averaged over them)";
   else if (r.has_averaging()) host_decides = "averaging.kind (the average folds in applied steps only)";
   else if (const char* e = std::getenv("GRIDLOCK_SYNC_FREE"); e && std::string(e) == "0" &&
            r.get_string("train.sync_free") == "auto")
@@ -749,6 +750,9 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
 
   // train.sync_free: the queued step whose gate the host has not read yet.
   std::optional<StepDone> pending;
+  // ... and the spike detector's window on the device, re-sent from
+  // st.recent_losses at the start and after a rollback.
+  std::optional<SpikeWindow> spike_dev;
   GateReader gate_reader;
   auto read_pending = [&]() {
     const StepOutcome out = gate_reader.wait();
@@ -811,11 +815,14 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
       // Step s - 1's gate, read now that step s is queued behind it.
       if (pending) ++res.late_gate_reads;
       if (pending && !read_pending()) {
+        spike_dev.reset();
         s = st.step - 1;  // rolled back: the loop's ++s makes it the checkpoint's step
         continue;
       }
       const bool poison_loss = fault_now("inf_loss", faults.inf_loss, s + 1);
-      const StepGate gate = check_step(params, losses, clip, poison_loss);
+      if (spike_factor > 0 && !spike_dev)
+        spike_dev = make_spike_window(st.recent_losses, int64_t(spike_window), spike_factor, device);
+      const StepGate gate = check_step(params, losses, clip, poison_loss, spike_dev ? &*spike_dev : nullptr);
       clip_by_gate(params, gate);
       o.opt->step_gated(lr, gate.applied());
       gate_reader.start(gate);
@@ -824,6 +831,7 @@ TrainResult run_training(const Recipe& r, Communicator& comm, const TrainerHooks
       // it reads their gate at once.
       const bool drain = drain_after(s + 1);
       if (drain && !read_pending()) {
+        spike_dev.reset();
         s = st.step - 1;
         continue;
       }

@@ -258,3 +258,26 @@ TEST_CASE("cuda: steady-state sync-free steps never wait for the GPU and never c
       CHECK(reader.wait().applied);
     }
 }
+
+TEST_CASE("cuda: check_step's spike window judges and keeps the losses as the CPU's") {
+  std::vector<NamedParam> gpu = cuda_params(false);
+  set_grads(gpu, 4);
+  std::vector<NamedParam> cpu;
+  for (const NamedParam& p : gpu) {
+    cpu.push_back({p.name, Var(p.var.value().to(Device::cpu()), true, p.name)});
+    cpu.back().var.impl()->grad = p.var.grad().to(Device::cpu());
+  }
+  SpikeWindow wg = make_spike_window({1.0, 2.0, 3.0, 4.0}, 3, 1.5, Device::cuda());
+  SpikeWindow wc = make_spike_window({1.0, 2.0, 3.0, 4.0}, 3, 1.5, Device::cpu());
+  // mean of {2, 3, 4} = 3: 4.5 is not above 1.5 x 3 (applied, joins), then
+  // 6 is above 1.5 x mean{3, 4, 4.5} (a spike: closed, window unchanged).
+  for (double loss : {4.5, 6.0, 1.0}) {
+    CAPTURE(loss);
+    const std::vector<double> g = check_step(gpu, device_losses({loss}), 0.0, false, &wg).values.to_vector_as<double>();
+    std::vector<Tensor> host_loss = {Tensor::from_vector({loss}, {}, DType::F32)};
+    const std::vector<double> c = check_step(cpu, host_loss, 0.0, false, &wc).values.to_vector_as<double>();
+    CHECK(g[2] == c[2]);
+    CHECK(spike_window_losses(wg) == spike_window_losses(wc));
+  }
+  CHECK(spike_window_losses(wc) == std::vector<double>{4.0, 4.5, 1.0});
+}

@@ -217,3 +217,25 @@ TEST_CASE("step gate: nan_grads_unless_finite keeps a finite loss's grads and po
     for (double v : grads_of(bad, true).to_vector()) CHECK(std::isnan(v));
   }
 }
+
+TEST_CASE("step gate: the spike window closes the gate on a spike and keeps the applied losses") {
+  std::vector<NamedParam> ps = make_params();
+  set_grads(ps, 4);
+  SpikeWindow w = make_spike_window({1.0, 2.0, 3.0, 4.0}, 3, 1.5, Device::cpu());
+  CHECK(spike_window_losses(w) == std::vector<double>{2.0, 3.0, 4.0});  // the newest 3
+  // 4.5 is not above 1.5 x mean{2, 3, 4} = 4.5: applied, it joins the
+  // window; 6 is above 1.5 x mean{3, 4, 4.5} = 5.75: closed, window kept.
+  const std::pair<double, double> steps[] = {{4.5, 1.0}, {6.0, 0.0}, {1.0, 1.0}};
+  for (const auto& [loss, applied] : steps) {
+    const double l = loss;
+    CAPTURE(l);
+    const std::vector<Tensor> losses = {Tensor::from_vector({loss}, {}, DType::F32)};
+    CHECK(check_step(ps, losses, 0.0, false, &w).values.to_vector_as<double>()[2] == applied);
+  }
+  CHECK(spike_window_losses(w) == std::vector<double>{4.0, 4.5, 1.0});
+  // A window that is not full judges nothing.
+  SpikeWindow young = make_spike_window({1.0}, 3, 1.5, Device::cpu());
+  const std::vector<Tensor> big = {Tensor::from_vector({100.0}, {}, DType::F32)};
+  CHECK(check_step(ps, big, 0.0, false, &young).values.to_vector_as<double>()[2] == 1.0);
+  CHECK(spike_window_losses(young) == std::vector<double>{1.0, 100.0});
+}

@@ -3,7 +3,7 @@
 // tiny model twice on the CPU, train.sync_free false and true, and compares
 // every metrics record (losses, gradient norms, learning rates, skips,
 // events, validation), the final weights and the optimizer state, bit for
-// bit. Between evaluations and saves the sync-free run reads each step's
+// bit (the loss-spike detector included). Between evaluations and saves the sync-free run reads each step's
 // gate only after queueing the next step (late_gate_reads counts those),
 // so stop and rollback act a step late there; the results must not show it.
 // The faults are GRIDLOCK_FAULT's (trainer/faults.h).
@@ -151,6 +151,11 @@ TEST_CASE("sync-free steps: the host-synchronised run's numbers, with and withou
       {"nan-activation-skip-first", {"train.on_nonfinite=skip"}, "nan_activation:1"},
       {"nan-grad-rollback", {"train.on_nonfinite=rollback"}, "nan_grad:6"},
       {"inf-loss-rollback-sgd", {"train.on_nonfinite=rollback", "optim.name=sgd", "optim.lr=0.05"}, "inf_loss:7"},
+      // The spike detector on the device: a 3-step window, logits x 30 at
+      // step 6 (skipped) or 7 (rolled back to step 4, the window with it).
+      {"spike-skip", {"train.spike_factor=2", "train.spike_window=3", "train.on_spike=skip"}, "loss_spike:6"},
+      {"spike-rollback", {"train.spike_factor=2", "train.spike_window=3", "train.on_spike=rollback"},
+       "loss_spike:7"},
   };
   for (const Case& c : cases) {
     const std::string name = c.name;
@@ -204,7 +209,6 @@ TEST_CASE("sync-free steps: train.sync_free true refuses what the host must deci
   const std::string yaml = base_recipe(d);
   const std::pair<std::vector<std::string>, const char*> refused[] = {
       {{"optim.name=sam"}, "optim.name sam"},
-      {{"train.spike_factor=3"}, "train.spike_factor"},
       {{"averaging.kind=ema"}, "averaging.kind"},
       {{"run.precision=f16"}, "run.precision f16"},
   };
